@@ -1,0 +1,3 @@
+from redis_proxy.cli import main
+
+raise SystemExit(main())
