@@ -1,0 +1,567 @@
+"""RESP framing, sans-I/O: feed bytes, get complete frames. No sockets, no asyncio.
+
+Two framers, one per direction:
+
+* `RequestFramer` splits what a client sends into whole commands (RESP arrays
+  of bulk strings, or inline commands as telnet sends them).
+* `ReplyFramer` counts whole replies (RESP2 and RESP3, push messages and
+  attributes included) in what the server sends back, without keeping their
+  bodies: a 100 MB bulk reply is skipped over, not buffered.
+
+Each framer has two paths. The fast one hands a whole read to hiredis (C) and
+is taken when the read holds only whole frames, which is what pipelining
+clients and servers send nearly always; Python then touches each command or
+reply once, not each argument. Whenever hiredis cannot tell us where a frame
+ends (a read that stops mid-frame, inline commands, huge declared sizes, RESP3
+attributes), the exact pure-Python path below takes over for that read and
+keeps going until the stream is back on a frame boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import hiredis
+
+# Redis's own default limits (proto-max-bulk-len, a 1M-element cap on request
+# arrays, PROTO_INLINE_MAX_SIZE for inline commands and header lines).
+MAX_BULK_LEN = 512 * 1024 * 1024
+MAX_ARRAY_LEN = 1024 * 1024
+MAX_INLINE_LEN = 64 * 1024
+
+# Arguments at least this large are not kept in `Batch.commands` (their bytes
+# are forwarded from `Batch.raw` anyway); a short prefix stands in for them.
+LARGE_ARG = 1024 * 1024
+LARGE_ARG_PREFIX = 32
+
+# Bulk bodies this large are streamed: kept as the chunks they arrived in
+# rather than appended to the framer's buffer.
+STREAM_BODY = 256 * 1024
+
+# hiredis allocates an array's slots as soon as it reads `*N`, so reads that
+# declare anything large (arrays of a million or more, bulks of 1 MB or more)
+# go to the Python path, which checks the caps before allocating anything.
+_LARGE_HEADER = re.compile(rb"[*$]-?\d{7}")
+# hiredis returns a RESP3 attribute as if it were a reply, and does not know
+# blob errors: reads that may hold either take the exact path.
+_HIREDIS_UNSAFE_REPLY = re.compile(rb"(?:^|\r\n)[|!]")
+
+_CRLF = b"\r\n"
+
+
+def _hiredis_idle(reader: hiredis.Reader) -> bool:
+    """Whether hiredis stopped on a frame boundary, its buffer empty.
+
+    `has_data()` alone cannot tell: hiredis consumes a type byte or an array
+    header before the rest arrives. An empty array fed after the data comes
+    back as exactly `[]` only from an idle reader; in the middle of a frame
+    it becomes part of that frame or a protocol error. Callers drop the
+    reader whenever this says False.
+    """
+    if reader.has_data():
+        return False
+    try:
+        reader.feed(b"*0\r\n")
+        value = reader.gets()
+    except hiredis.ProtocolError:
+        return False
+    return type(value) is list and not value and not reader.has_data()
+
+
+class ProtocolError(ValueError):
+    """The peer sent something that is not RESP. `str()` is the reason, in Redis's words."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Whole commands, in arrival order.
+
+    `raw`, when not None, is the exact bytes the client sent for exactly these
+    commands (possibly in several chunks), fit to forward as they are. It is
+    None for inline commands, which are forwarded re-encoded as RESP.
+    """
+
+    commands: list[list[bytes]]
+    raw: list[bytes] | None
+
+
+def encode_command(args: list[bytes]) -> bytes:
+    """The canonical RESP encoding of one command."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n" % len(arg))
+        parts.append(arg)
+        parts.append(_CRLF)
+    return b"".join(parts)
+
+
+def _parse_length(line: bytes | bytearray, what: str, limit: int) -> int:
+    """A declared length, as strictly as Redis reads one (no sign, no spaces, no leading zeros)."""
+    if not line or len(line) > 20 or not line.lstrip(b"-").isdigit() or (
+        len(line) > 1 and line[0] == 48  # "0..."
+    ):
+        raise ProtocolError(f"invalid {what} length")
+    value = int(line)
+    if value > limit:
+        raise ProtocolError(f"invalid {what} length")
+    return value
+
+
+class RequestFramer:
+    """Splits a client's byte stream into whole commands."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        # Python path state. `_buf` holds unparsed bytes from the start of the
+        # current (incomplete) command; `_pos` is how far it has been parsed,
+        # so nothing is scanned twice.
+        self._buf = bytearray()
+        self._pos = 0
+        self._nargs = 0  # arguments still expected by the current command
+        self._args: list[bytes] = []
+        # When a large bulk body streams in, the current command's earlier
+        # bytes move here and the body's chunks follow, untouched.
+        self._carry: list[bytes] = []
+        self._body_left = 0  # streamed body bytes still expected (CRLF included)
+        self._body_len = 0
+        self._body_parts: list[bytes] = []
+
+    def in_command(self) -> bool:
+        """Whether part of a command has arrived but not all of it."""
+        return bool(self._buf) or bool(self._carry) or self._nargs > 0
+
+    def feed(self, data: bytes) -> list[Batch]:
+        """Take the next bytes from the client; return the commands they complete.
+
+        Raises ProtocolError on bytes that are not a valid request; the
+        framer is then unusable (the connection should be closed).
+        """
+        if not data:
+            return []
+        if not self.in_command() and data[0] == 42 and not _LARGE_HEADER.search(data):
+            commands = self._fast(data)
+            if commands is not None:
+                return [Batch(commands, [data])] if commands else []
+        return self._slow(data)
+
+    def _fast(self, data: bytes) -> list[list[bytes]] | None:
+        """hiredis parse of a read that starts on a command boundary.
+
+        None means "use the exact path for this read": the read ends
+        mid-command, or holds something hiredis reads differently from Redis.
+        """
+        reader = self._reader
+        commands: list[list[bytes]] = []
+        try:
+            reader.feed(data)
+            while (command := reader.gets()) is not False:
+                # Redis wants a non-empty array whose elements are bulk
+                # strings; anything else is sorted out by the exact path.
+                if type(command) is not list or not command or type(command[0]) is not bytes:
+                    raise ProtocolError
+                commands.append(command)
+        except (hiredis.ProtocolError, ProtocolError):
+            self._reader = hiredis.Reader()
+            return None
+        if not _hiredis_idle(reader):
+            self._reader = hiredis.Reader()
+            return None
+        return commands
+
+    # -- exact path -------------------------------------------------------
+
+    def _slow(self, data: bytes) -> list[Batch]:
+        out: list[Batch] = []
+        if self._body_left:
+            data = self._stream_body(data)
+            if self._body_left:
+                return out
+            if self._nargs == 0:
+                self._finish_streamed(out)
+        self._buf += data
+        self._parse(out)
+        return out
+
+    def _stream_body(self, data: bytes) -> bytes:
+        """Consume a streamed body's bytes from `data`; return what follows it."""
+        take = min(self._body_left, len(data))
+        chunk = data[:take] if take < len(data) else data
+        self._carry.append(chunk)
+        if self._body_len < LARGE_ARG:
+            self._body_parts.append(chunk)
+        self._body_left -= take
+        if self._body_left == 0:
+            tail = self._carry[-1][-2:]
+            if len(tail) < 2 and len(self._carry) > 1:
+                tail = self._carry[-2][-1:] + tail
+            if tail != _CRLF:
+                raise ProtocolError("expected CRLF after bulk data")
+            if self._body_len < LARGE_ARG:
+                self._args.append(b"".join(self._body_parts)[: self._body_len])
+            else:
+                self._args.append(self._body_parts[0][:LARGE_ARG_PREFIX] if self._body_parts else b"")
+            self._body_parts = []
+            self._nargs -= 1
+        return data[take:]
+
+    def _finish_streamed(self, out: list[Batch]) -> None:
+        out.append(Batch([self._args], self._carry))
+        self._args = []
+        self._carry = []
+
+    def _parse(self, out: list[Batch]) -> None:
+        buf = self._buf
+        pos = self._pos
+        end = len(buf)
+        # The buffer starts with the current command (possibly continued from
+        # a streamed body held in `_carry`), so both begin at 0.
+        run_start = 0  # first byte of the current run of whole RESP commands
+        cmd_start = 0  # first byte of the command being parsed
+        run: list[list[bytes]] = []
+
+        def flush(upto: int) -> None:
+            nonlocal run
+            if run:
+                raw = [bytes(buf[run_start:upto])]
+                if self._carry:  # the run's first command began in earlier chunks
+                    raw = self._carry + raw
+                    self._carry = []
+                out.append(Batch(run, raw))
+                run = []
+
+        try:
+            while pos < end:
+                if self._nargs == 0:
+                    cmd_start = pos
+                    if buf[pos] != 42:  # not "*": an inline command
+                        nl = buf.find(b"\n", pos)
+                        if nl < 0:
+                            if end - pos > MAX_INLINE_LEN:
+                                raise ProtocolError("too big inline request")
+                            break
+                        flush(pos)
+                        args = split_inline(bytes(buf[pos:nl]).rstrip(b"\r"))
+                        pos = run_start = nl + 1
+                        if args:
+                            out.append(Batch([args], None))
+                        continue
+                    nl = buf.find(_CRLF, pos)
+                    if nl < 0:
+                        if end - pos > MAX_INLINE_LEN:
+                            raise ProtocolError("too big mbulk count string")
+                        break
+                    count = _parse_length(buf[pos + 1 : nl], "multibulk", MAX_ARRAY_LEN)
+                    if count <= 0:  # Redis ignores empty commands: forward nothing
+                        flush(pos)
+                        pos = run_start = nl + 2
+                        continue
+                    self._nargs = count
+                    self._args = []
+                    pos = nl + 2
+                    continue
+                # one argument: "$len\r\n" body "\r\n"
+                if buf[pos] != 36:
+                    raise ProtocolError(f"expected '$', got '{chr(buf[pos])}'")
+                nl = buf.find(_CRLF, pos)
+                if nl < 0:
+                    if end - pos > MAX_INLINE_LEN:
+                        raise ProtocolError("too big bulk count string")
+                    break
+                size = _parse_length(buf[pos + 1 : nl], "bulk", MAX_BULK_LEN)
+                body = nl + 2
+                if body + size + 2 > end:
+                    if size >= STREAM_BODY:
+                        self._start_stream(flush, cmd_start, body, size)
+                        return
+                    break
+                if buf[body + size : body + size + 2] != _CRLF:
+                    raise ProtocolError("expected CRLF after bulk data")
+                if size < LARGE_ARG:
+                    self._args.append(bytes(buf[body : body + size]))
+                else:
+                    self._args.append(bytes(buf[body : body + LARGE_ARG_PREFIX]))
+                pos = body + size + 2
+                self._nargs -= 1
+                if self._nargs == 0:
+                    run.append(self._args)
+                    self._args = []
+            # Everything up to the last whole command goes out; the rest stays.
+            cut = pos if self._nargs == 0 else cmd_start
+            flush(cut)
+            del buf[:cut]
+            self._pos = pos - cut
+        except ProtocolError:
+            buf.clear()
+            raise
+
+    def _start_stream(self, flush: Callable[[int], None], cmd_start: int, body: int, size: int) -> None:
+        """A large bulk body has begun: stop buffering, keep its chunks as they come.
+
+        The whole commands before it go out; this command's head (and the
+        part of the body already here) joins `_carry`.
+        """
+        buf = self._buf
+        flush(cmd_start)
+        self._carry.append(bytes(buf[cmd_start:]))
+        self._body_len = size
+        self._body_left = size + 2 - (len(buf) - body)
+        keep = body + (size if size < LARGE_ARG else LARGE_ARG_PREFIX)
+        self._body_parts = [bytes(buf[body:keep])]
+        buf.clear()
+        self._pos = 0
+
+
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """Split an inline command the way Redis does (sdssplitargs): spaces, "quotes" with escapes, 'quotes'."""
+    args: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in b" \t\n\r\v\f":
+            i += 1
+        if i >= n:
+            return args
+        current = bytearray()
+        in_double = in_single = False
+        while True:
+            if i >= n:
+                if in_double or in_single:
+                    raise ProtocolError("unbalanced quotes in request")
+                break
+            c = line[i]
+            if in_double:
+                if c == 92 and i + 3 < n and line[i + 1] == 120 and line[i + 2] in _HEX and line[i + 3] in _HEX:
+                    current.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 92 and i + 1 < n:
+                    i += 1
+                    current.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 34:
+                    if i + 1 < n and line[i + 1] not in b" \t\n\r\v\f":
+                        raise ProtocolError("unbalanced quotes in request")
+                    in_double = False
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif in_single:
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    current.append(39)
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in b" \t\n\r\v\f":
+                        raise ProtocolError("unbalanced quotes in request")
+                    in_single = False
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif c in b" \t\n\r\v\f":
+                break
+            elif c == 34:
+                in_double = True
+            elif c == 39:
+                in_single = True
+            else:
+                current.append(c)
+            i += 1
+        args.append(bytes(current))
+
+
+# -- replies ---------------------------------------------------------------
+
+NIL = 95  # "_": every kind of null ($-1, *-1, _) is reported as this kind
+_SHORT = 64  # string elements up to this size are captured for inspection
+_AGGREGATES = frozenset(b"*%~>|")
+_BLOBS = frozenset(b"$!=")
+_SCALARS = frozenset(b"+-:_,#(")
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the proxy needs to know of one whole reply (its body is not kept).
+
+    `first` is the first element of an aggregate when it is a short string,
+    `last_int` its last element when that is an integer: together they tell
+    pub/sub confirmations ("subscribe", channel, count) from messages.
+    """
+
+    kind: int
+    text: bytes | None = None
+    first: bytes | None = None
+    last_int: int | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.kind == 45 or self.kind == 33
+
+    @property
+    def is_nil(self) -> bool:
+        return self.kind == NIL
+
+    @property
+    def is_push(self) -> bool:
+        return self.kind == 62
+
+
+def as_reply(value: object) -> Reply:
+    """A Reply for a value parsed by hiredis (the fast path returns those as they are)."""
+    if isinstance(value, hiredis.ReplyError):
+        return Reply(45, str(value).encode())
+    if value is None:
+        return Reply(NIL)
+    if isinstance(value, list):  # PushNotification is a list too
+        kind = 62 if isinstance(value, hiredis.PushNotification) else 42
+        first = value[0] if value and isinstance(value[0], bytes) and len(value[0]) <= _SHORT else None
+        last = value[-1] if value and type(value[-1]) is int else None
+        return Reply(kind, None, first, last)
+    if isinstance(value, bytes):
+        return Reply(36, value if len(value) <= _SHORT else None)
+    if type(value) is int:
+        return Reply(58, str(value).encode())
+    if isinstance(value, dict):
+        return Reply(37)
+    return Reply(44)
+
+
+def is_error_value(value: object) -> bool:
+    """Whether a value returned by ReplyFramer.feed is an error reply."""
+    return isinstance(value, hiredis.ReplyError) or (type(value) is Reply and value.is_error)
+
+
+class ReplyFramer:
+    """Counts whole replies in a server's byte stream.
+
+    `feed` returns one value per whole reply: what hiredis parsed, on the fast
+    path, or a `Reply` on the exact path. `as_reply` turns either into a Reply
+    for the few commands whose replies the proxy looks at.
+    """
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self._fast_ok = True
+        # Exact path state: a header line cut by the read, bytes of a bulk
+        # body still to skip, and the open aggregates' remaining element
+        # counts (with whether each is an attribute, which is not a reply).
+        self._head = b""
+        self._skip = 0
+        self._skip_capture: bytearray | None = None
+        self._stack: list[int] = []
+        self._attr: list[bool] = []
+        self._top: Reply | None = None
+
+    def set_fast_path(self, enabled: bool) -> None:
+        """Turn the hiredis path off while every reply must be inspected exactly."""
+        self._fast_ok = enabled
+
+    def in_reply(self) -> bool:
+        return bool(self._head) or self._skip > 0 or bool(self._stack)
+
+    def feed(self, data: bytes) -> list[object]:
+        if self._fast_ok and not self.in_reply() and not _HIREDIS_UNSAFE_REPLY.search(data):
+            reader = self._reader
+            replies: list[object] = []
+            try:
+                reader.feed(data)
+                while (value := reader.gets()) is not False:
+                    replies.append(value)
+                if _hiredis_idle(reader):
+                    return replies
+            except hiredis.ProtocolError:
+                pass
+            self._reader = hiredis.Reader()
+        return self._slow(data)
+
+    def _slow(self, data: bytes) -> list[object]:
+        out: list[object] = []
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._skip:
+                take = min(self._skip, end - pos)
+                if self._skip_capture is not None:
+                    self._skip_capture += data[pos : pos + take]
+                self._skip -= take
+                pos += take
+                if self._skip == 0:
+                    text = None
+                    if self._skip_capture is not None:
+                        text = bytes(self._skip_capture[:-2])
+                        self._skip_capture = None
+                    self._done(out, 36, text, None)
+                continue
+            nl = data.find(_CRLF, pos)
+            if nl < 0:
+                if end - pos > MAX_INLINE_LEN:
+                    raise ProtocolError("reply header line too long")
+                self._head = data[pos:]
+                break
+            kind = data[pos]
+            line = data[pos + 1 : nl]
+            pos = nl + 2
+            if not self._stack:
+                self._top = Reply(kind)
+            if kind in _BLOBS:
+                size = int(line)
+                if size < 0:
+                    self._done(out, NIL, None, None)
+                elif pos + size + 2 <= end:
+                    text = data[pos : pos + size] if size <= _SHORT else None
+                    pos += size + 2
+                    self._done(out, kind, text, None)
+                else:
+                    self._skip = size + 2
+                    self._skip_capture = bytearray() if size <= _SHORT else None
+            elif kind in _AGGREGATES:
+                count = int(line)
+                if kind == 37 or kind == 124:  # maps and attributes hold pairs
+                    count *= 2
+                if count <= 0:
+                    self._done(out, NIL if count < 0 else kind, None, None)
+                else:
+                    self._stack.append(count)
+                    self._attr.append(kind == 124)
+            elif kind in _SCALARS:
+                self._done(out, kind, line, int(line) if kind == 58 else None)
+            else:
+                raise ProtocolError(f"unexpected reply type byte {chr(kind)!r}")
+        return out
+
+    def _done(self, out: list[object], kind: int, text: bytes | None, integer: int | None) -> None:
+        """One element (a scalar, or a whole aggregate) is complete."""
+        stack = self._stack
+        top = self._top
+        assert top is not None
+        if not stack:
+            if kind == NIL:
+                top.kind = NIL
+            top.text = text
+            out.append(top)
+            self._top = None
+            return
+        if len(stack) == 1:  # an element of the top-level aggregate
+            top.last_int = integer
+            if top.first is None and text is not None and kind in (36, 43, 61):
+                top.first = bytes(text)
+        while stack:
+            stack[-1] -= 1
+            if stack[-1] > 0:
+                return
+            stack.pop()
+            if self._attr.pop():
+                # An attribute is metadata for what follows: not an element
+                # of its parent, not a reply of its own.
+                if not stack:
+                    self._top = None
+                return
+            if len(stack) == 1:
+                top.last_int = None
+        out.append(top)
+        self._top = None
