@@ -65,7 +65,7 @@ def _hiredis_idle(reader: hiredis.Reader) -> bool:
     try:
         reader.feed(b"*0\r\n")
         value = reader.gets()
-    except hiredis.ProtocolError:
+    except (hiredis.ProtocolError, TypeError):  # TypeError: the array became a map key
         return False
     return type(value) is list and not value and not reader.has_data()
 
