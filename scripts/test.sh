@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the test suite needs on a fresh
+# Debian machine (apt-get as root, or through sudo), then runs pytest.
+# Extra arguments are passed to pytest, e.g. `bash scripts/test.sh -k tls -x`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+PYTHON="${PYTHON:-python3}"
+
+# apt-get needs root; use sudo when we are not root and it is available.
+SUDO=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo env DEBIAN_FRONTEND=noninteractive)
+fi
+
+apt_updated=0
+apt_install() {
+    # Refresh the package lists once, and only when something is missing.
+    if [ "$apt_updated" -eq 0 ]; then
+        "${SUDO[@]}" apt-get update -qq
+        apt_updated=1
+    fi
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@"
+}
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "test.sh: installing redis-server and redis-tools" >&2
+    apt_install redis-server redis-tools
+fi
+
+# The browser test drives /usr/bin/chromium; the rest of the suite does not
+# need it, so a failed install is only a warning.
+if [ ! -x /usr/bin/chromium ]; then
+    echo "test.sh: installing chromium" >&2
+    if ! apt_install chromium; then
+        echo "test.sh: WARNING: could not install chromium; browser tests will be skipped or fail" >&2
+    fi
+fi
+
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    echo "test.sh: installing python3-pip" >&2
+    apt_install python3-pip
+fi
+
+# No venv: install next to the system packages.  These variables silence the
+# "running pip as root" warning and allow installing into a Debian
+# "externally managed" Python; older pips simply ignore them.
+export PIP_ROOT_USER_ACTION=ignore
+export PIP_BREAK_SYSTEM_PACKAGES=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+"$PYTHON" -m pip install -q -e '.[test]'
+
+# exec: the script's exit code is pytest's (5 = no tests collected is a failure too).
+exec "$PYTHON" -m pytest -q "$@"
