@@ -220,6 +220,7 @@ class RequestFramer:
         run_start = 0  # first byte of the current run of whole RESP commands
         cmd_start = 0  # first byte of the command being parsed
         run: list[list[bytes]] = []
+        large = False  # the command being parsed has an argument too large to keep
 
         def flush(upto: int) -> None:
             nonlocal run
@@ -282,10 +283,20 @@ class RequestFramer:
                     self._args.append(bytes(buf[body : body + size]))
                 else:
                     self._args.append(bytes(buf[body : body + LARGE_ARG_PREFIX]))
+                    large = True
                 pos = body + size + 2
                 self._nargs -= 1
                 if self._nargs == 0:
-                    run.append(self._args)
+                    if large:
+                        # A command with a shortened argument travels alone,
+                        # so its raw bytes are always its own.
+                        flush(cmd_start)
+                        out.append(Batch([self._args], self._carry + [bytes(buf[cmd_start:pos])]))
+                        self._carry = []
+                        run_start = pos
+                        large = False
+                    else:
+                        run.append(self._args)
                     self._args = []
             # Everything up to the last whole command goes out; the rest stays.
             cut = pos if self._nargs == 0 else cmd_start
@@ -454,6 +465,8 @@ class ReplyFramer:
         self._stack: list[int] = []
         self._attr: list[bool] = []
         self._top: Reply | None = None
+        # After an exact-path feed: where in the fed data each returned reply ends.
+        self.last_ends: list[int] = []
 
     def set_fast_path(self, enabled: bool) -> None:
         """Turn the hiredis path off while every reply must be inspected exactly."""
@@ -479,11 +492,15 @@ class ReplyFramer:
 
     def _slow(self, data: bytes) -> list[object]:
         out: list[object] = []
+        ends = self.last_ends = []
+        carried = len(self._head)
         if self._head:
             data = self._head + data
             self._head = b""
         pos, end = 0, len(data)
         while pos < end:
+            if len(ends) < len(out):  # the previous step completed a reply
+                ends.append(pos - carried)
             if self._skip:
                 take = min(self._skip, end - pos)
                 if self._skip_capture is not None:
@@ -532,6 +549,8 @@ class ReplyFramer:
                 self._done(out, kind, line, int(line) if kind == 58 else None)
             else:
                 raise ProtocolError(f"unexpected reply type byte {chr(kind)!r}")
+        if len(ends) < len(out):
+            ends.append(pos - carried)
         return out
 
     def _done(self, out: list[object], kind: int, text: bytes | None, integer: int | None) -> None:
