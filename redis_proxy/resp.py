@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 
 import hiredis
 
@@ -40,15 +41,22 @@ LARGE_ARG_PREFIX = 32
 # rather than appended to the framer's buffer.
 STREAM_BODY = 256 * 1024
 
-# hiredis allocates an array's slots as soon as it reads `*N`, so reads that
-# declare anything large (arrays of a million or more, bulks of 1 MB or more)
-# go to the Python path, which checks the caps before allocating anything.
-_LARGE_HEADER = re.compile(rb"[*$]-?\d{7}")
+# Reads that hiredis would accept but Redis reads differently go to the exact
+# path: large declared sizes (hiredis allocates an array's slots as soon as it
+# reads `*N`; the exact path checks caps first and streams big bodies),
+# negative bulk lengths, and RESP3 or simple-string type bytes where a bulk
+# header or an inline command may stand (Redis reads "~1" at a command start
+# as an inline command, and rejects "+OK" inside one). A value that merely
+# starts with such a byte takes the exact path too, which is only slower.
+_FAST_UNSAFE_REQUEST = re.compile(rb"[*$]-?\d{6}|\$-|\r\n[+=(~%>|]")
 # hiredis returns a RESP3 attribute as if it were a reply, and does not know
 # blob errors: reads that may hold either take the exact path.
 _HIREDIS_UNSAFE_REPLY = re.compile(rb"(?:^|\r\n)[|!]")
 
 _CRLF = b"\r\n"
+# What hiredis returns when it needs more data: a sentinel, because a RESP3
+# boolean false is a legitimate `False`.
+_NEED_DATA = object()
 
 
 def _hiredis_idle(reader: hiredis.Reader) -> bool:
@@ -97,11 +105,13 @@ def encode_command(args: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _parse_length(line: bytes | bytearray, what: str, limit: int) -> int:
-    """A declared length, as strictly as Redis reads one (no sign, no spaces, no leading zeros)."""
-    if not line or len(line) > 20 or not line.lstrip(b"-").isdigit() or (
-        len(line) > 1 and line[0] == 48  # "0..."
-    ):
+def _parse_length(line: bytes | bytearray, what: str, limit: int, negative_ok: bool = False) -> int:
+    """A declared length, as strictly as Redis's string2ll reads one: digits,
+    no leading zeros, a minus sign only where allowed (and never "-0")."""
+    digits = line[1:] if negative_ok and line[:1] == b"-" else line
+    if not digits or len(digits) > 19 or not digits.isdigit() or (len(digits) > 1 and digits[0] == 48):
+        raise ProtocolError(f"invalid {what} length")
+    if digits is not line and digits == b"0":
         raise ProtocolError(f"invalid {what} length")
     value = int(line)
     if value > limit:
@@ -113,7 +123,7 @@ class RequestFramer:
     """Splits a client's byte stream into whole commands."""
 
     def __init__(self) -> None:
-        self._reader = hiredis.Reader()
+        self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
         # Python path state. `_buf` holds unparsed bytes from the start of the
         # current (incomplete) command; `_pos` is how far it has been parsed,
         # so nothing is scanned twice.
@@ -127,6 +137,8 @@ class RequestFramer:
         self._body_left = 0  # streamed body bytes still expected (CRLF included)
         self._body_len = 0
         self._body_parts: list[bytes] = []
+        self._kept = 0  # bytes of the streamed body kept for `commands`
+        self._large = False  # the current command has an argument too large to keep
 
     def in_command(self) -> bool:
         """Whether part of a command has arrived but not all of it."""
@@ -140,7 +152,7 @@ class RequestFramer:
         """
         if not data:
             return []
-        if not self.in_command() and data[0] == 42 and not _LARGE_HEADER.search(data):
+        if not self.in_command() and data[0] == 42 and not _FAST_UNSAFE_REQUEST.search(data):
             commands = self._fast(data)
             if commands is not None:
                 return [Batch(commands, [data])] if commands else []
@@ -156,17 +168,16 @@ class RequestFramer:
         commands: list[list[bytes]] = []
         try:
             reader.feed(data)
-            while (command := reader.gets()) is not False:
-                # Redis wants a non-empty array whose elements are bulk
-                # strings; anything else is sorted out by the exact path.
-                if type(command) is not list or not command or type(command[0]) is not bytes:
+            while (command := reader.gets()) is not _NEED_DATA:
+                if type(command) is not list or not command:
                     raise ProtocolError
                 commands.append(command)
-        except (hiredis.ProtocolError, ProtocolError):
-            self._reader = hiredis.Reader()
-            return None
-        if not _hiredis_idle(reader):
-            self._reader = hiredis.Reader()
+            # Redis wants arrays of bulk strings; any other element (an
+            # integer, a null, a nested array) is the exact path's to report.
+            if set(map(type, chain.from_iterable(commands))) - {bytes} or not _hiredis_idle(reader):
+                raise ProtocolError
+        except (hiredis.ProtocolError, ProtocolError, TypeError):
+            self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
             return None
         return commands
 
@@ -189,8 +200,10 @@ class RequestFramer:
         take = min(self._body_left, len(data))
         chunk = data[:take] if take < len(data) else data
         self._carry.append(chunk)
-        if self._body_len < LARGE_ARG:
-            self._body_parts.append(chunk)
+        want = self._body_len + 2 if self._body_len < LARGE_ARG else LARGE_ARG_PREFIX
+        if self._kept < want:
+            self._body_parts.append(chunk[: want - self._kept])
+            self._kept += min(len(chunk), want - self._kept)
         self._body_left -= take
         if self._body_left == 0:
             tail = self._carry[-1][-2:]
@@ -198,10 +211,8 @@ class RequestFramer:
                 tail = self._carry[-2][-1:] + tail
             if tail != _CRLF:
                 raise ProtocolError("expected CRLF after bulk data")
-            if self._body_len < LARGE_ARG:
-                self._args.append(b"".join(self._body_parts)[: self._body_len])
-            else:
-                self._args.append(self._body_parts[0][:LARGE_ARG_PREFIX] if self._body_parts else b"")
+            kept = b"".join(self._body_parts)
+            self._args.append(kept[: self._body_len] if self._body_len < LARGE_ARG else kept[:LARGE_ARG_PREFIX])
             self._body_parts = []
             self._nargs -= 1
         return data[take:]
@@ -210,6 +221,7 @@ class RequestFramer:
         out.append(Batch([self._args], self._carry))
         self._args = []
         self._carry = []
+        self._large = False
 
     def _parse(self, out: list[Batch]) -> None:
         buf = self._buf
@@ -220,7 +232,6 @@ class RequestFramer:
         run_start = 0  # first byte of the current run of whole RESP commands
         cmd_start = 0  # first byte of the command being parsed
         run: list[list[bytes]] = []
-        large = False  # the command being parsed has an argument too large to keep
 
         def flush(upto: int) -> None:
             nonlocal run
@@ -253,7 +264,7 @@ class RequestFramer:
                         if end - pos > MAX_INLINE_LEN:
                             raise ProtocolError("too big mbulk count string")
                         break
-                    count = _parse_length(buf[pos + 1 : nl], "multibulk", MAX_ARRAY_LEN)
+                    count = _parse_length(buf[pos + 1 : nl], "multibulk", MAX_ARRAY_LEN, negative_ok=True)
                     if count <= 0:  # Redis ignores empty commands: forward nothing
                         flush(pos)
                         pos = run_start = nl + 2
@@ -283,18 +294,18 @@ class RequestFramer:
                     self._args.append(bytes(buf[body : body + size]))
                 else:
                     self._args.append(bytes(buf[body : body + LARGE_ARG_PREFIX]))
-                    large = True
+                    self._large = True
                 pos = body + size + 2
                 self._nargs -= 1
                 if self._nargs == 0:
-                    if large:
+                    if self._large:
                         # A command with a shortened argument travels alone,
                         # so its raw bytes are always its own.
                         flush(cmd_start)
                         out.append(Batch([self._args], self._carry + [bytes(buf[cmd_start:pos])]))
                         self._carry = []
                         run_start = pos
-                        large = False
+                        self._large = False
                     else:
                         run.append(self._args)
                     self._args = []
@@ -303,7 +314,11 @@ class RequestFramer:
             flush(cut)
             del buf[:cut]
             self._pos = pos - cut
-        except ProtocolError:
+        except ProtocolError as exc:
+            # Commands before the bad one are whole and valid: Redis runs
+            # them before it reports the error, so they go out too.
+            flush(cmd_start)
+            exc.batches = out  # type: ignore[attr-defined]
             buf.clear()
             raise
 
@@ -318,8 +333,10 @@ class RequestFramer:
         self._carry.append(bytes(buf[cmd_start:]))
         self._body_len = size
         self._body_left = size + 2 - (len(buf) - body)
-        keep = body + (size if size < LARGE_ARG else LARGE_ARG_PREFIX)
+        keep = body + (size + 2 if size < LARGE_ARG else LARGE_ARG_PREFIX)
         self._body_parts = [bytes(buf[body:keep])]
+        self._kept = len(self._body_parts[0])
+        self._large = self._large or size >= LARGE_ARG
         buf.clear()
         self._pos = 0
 
@@ -331,6 +348,7 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 def split_inline(line: bytes) -> list[bytes]:
     """Split an inline command the way Redis does (sdssplitargs): spaces, "quotes" with escapes, 'quotes'."""
     args: list[bytes] = []
+    line = line.split(b"\0", 1)[0]  # Redis reads the line as a C string
     i, n = 0, len(line)
     while True:
         while i < n and line[i] in b" \t\n\r\v\f":
@@ -372,7 +390,7 @@ def split_inline(line: bytes) -> list[bytes]:
                     break
                 else:
                     current.append(c)
-            elif c in b" \t\n\r\v\f":
+            elif c in b" \t\n\r":
                 break
             elif c == 34:
                 in_double = True
@@ -422,6 +440,8 @@ class Reply:
 
 def as_reply(value: object) -> Reply:
     """A Reply for a value parsed by hiredis (the fast path returns those as they are)."""
+    if type(value) is Reply:
+        return value
     if isinstance(value, hiredis.ReplyError):
         return Reply(45, str(value).encode())
     if value is None:
@@ -454,14 +474,16 @@ class ReplyFramer:
     """
 
     def __init__(self) -> None:
-        self._reader = hiredis.Reader()
+        self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
         self._fast_ok = True
         # Exact path state: a header line cut by the read, bytes of a bulk
         # body still to skip, and the open aggregates' remaining element
         # counts (with whether each is an attribute, which is not a reply).
         self._head = b""
         self._skip = 0
+        self._skip_kind = 36
         self._skip_capture: bytearray | None = None
+        self._first_seen = False  # the top-level aggregate's first element has been seen
         self._stack: list[int] = []
         self._attr: list[bool] = []
         self._top: Reply | None = None
@@ -481,14 +503,19 @@ class ReplyFramer:
             replies: list[object] = []
             try:
                 reader.feed(data)
-                while (value := reader.gets()) is not False:
+                while (value := reader.gets()) is not _NEED_DATA:
                     replies.append(value)
                 if _hiredis_idle(reader):
                     return replies
-            except hiredis.ProtocolError:
+            except (hiredis.ProtocolError, TypeError):  # TypeError: an aggregate as a map key
                 pass
-            self._reader = hiredis.Reader()
-        return self._slow(data)
+            self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
+        try:
+            return self._slow(data)
+        except ValueError as exc:  # int() of a malformed header
+            if isinstance(exc, ProtocolError):
+                raise
+            raise ProtocolError(f"invalid reply header: {exc}") from None
 
     def _slow(self, data: bytes) -> list[object]:
         out: list[object] = []
@@ -512,7 +539,7 @@ class ReplyFramer:
                     if self._skip_capture is not None:
                         text = bytes(self._skip_capture[:-2])
                         self._skip_capture = None
-                    self._done(out, 36, text, None)
+                    self._done(out, self._skip_kind, text, None)
                 continue
             nl = data.find(_CRLF, pos)
             if nl < 0:
@@ -525,6 +552,7 @@ class ReplyFramer:
             pos = nl + 2
             if not self._stack:
                 self._top = Reply(kind)
+                self._first_seen = False
             if kind in _BLOBS:
                 size = int(line)
                 if size < 0:
@@ -535,12 +563,16 @@ class ReplyFramer:
                     self._done(out, kind, text, None)
                 else:
                     self._skip = size + 2
+                    self._skip_kind = kind
                     self._skip_capture = bytearray() if size <= _SHORT else None
             elif kind in _AGGREGATES:
                 count = int(line)
                 if kind == 37 or kind == 124:  # maps and attributes hold pairs
                     count *= 2
-                if count <= 0:
+                if kind == 124 and count <= 0:  # an empty attribute: nothing at all
+                    if not self._stack:
+                        self._top = None
+                elif count <= 0:
                     self._done(out, NIL if count < 0 else kind, None, None)
                 else:
                     self._stack.append(count)
@@ -565,10 +597,8 @@ class ReplyFramer:
             out.append(top)
             self._top = None
             return
-        if len(stack) == 1:  # an element of the top-level aggregate
-            top.last_int = integer
-            if top.first is None and text is not None and kind in (36, 43, 61):
-                top.first = bytes(text)
+        if len(stack) == 1 and not self._attr[0]:  # a scalar element of the top-level aggregate
+            self._element(top, kind, text, integer)
         while stack:
             stack[-1] -= 1
             if stack[-1] > 0:
@@ -580,7 +610,14 @@ class ReplyFramer:
                 if not stack:
                     self._top = None
                 return
-            if len(stack) == 1:
-                top.last_int = None
+            if len(stack) == 1 and not self._attr[0]:  # a nested aggregate, as an element
+                self._element(top, 42, None, None)
         out.append(top)
         self._top = None
+
+    def _element(self, top: Reply, kind: int, text: bytes | None, integer: int | None) -> None:
+        top.last_int = integer
+        if not self._first_seen:
+            self._first_seen = True
+            if text is not None and kind in (36, 43, 61):
+                top.first = bytes(text)

@@ -1,0 +1,257 @@
+"""The controller: pause, drain, reload and switch the uplink while clients stay connected.
+
+States: running -> pausing -> paused -> (unpause) running; stopping at shutdown.
+
+The gate is one flag, `open`, that sessions read before forwarding. While it
+is shut, new commands are held in their sessions. In-flight commands are
+counted proxy-wide (`inflight`), and sessions inside MULTI or holding WATCHed
+keys are counted too (`txn`): such a session keeps forwarding while pausing,
+because a switch in the middle would lose its queued commands or WATCH's
+guarantee. The instant both counts reach zero, sessions call `check_idle`
+and the state becomes paused; waiters are woken by an event, never by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis_proxy.config import ConfigError, load_config
+from redis_proxy.uplink import UplinkError, check_uplink
+
+if TYPE_CHECKING:
+    from redis_proxy.server import Proxy
+
+log = logging.getLogger("redis_proxy")
+
+RUNNING, PAUSING, PAUSED, STOPPING = "running", "pausing", "paused", "stopping"
+DEFAULT_DRAIN_LIMIT = 10.0  # seconds to wait for in-flight commands when read_time_limit_ms is 0
+
+
+class ControlError(Exception):
+    """An operation failed; the message is for the operator. The proxy is left running as it was."""
+
+
+@dataclass
+class Switch:
+    at: float
+    from_addr: str
+    to_addr: str
+    held_ms: float
+
+
+class Controller:
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.state = RUNNING
+        self.open = True
+        self.closing = False
+        self.inflight = 0
+        self.txn = 0
+        self.generation = 0  # bumped on every uplink switch; sessions reconnect when theirs is older
+        self.time_limit = proxy.config.read_time_limit_ms / 1000.0
+        self.operator_paused = False
+        self.paused_since: float | None = None
+        self.switches: deque[Switch] = deque(maxlen=20)
+        self._changed = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+
+    # -- state --------------------------------------------------------------
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            log.info("state: %s -> %s", self.state, state)
+            self.state = state
+            self.open = state == RUNNING
+            self._notify()
+
+    def _notify(self) -> None:
+        """Wake everyone waiting for a change; they re-check what they wait for."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def check_idle(self) -> None:
+        """Called by sessions when in-flight or transaction counts may have reached zero."""
+        if self.state == PAUSING and self.inflight == 0 and self.txn == 0:
+            self._set_state(PAUSED)
+        elif self.state == STOPPING and self.inflight == 0:
+            self._notify()
+
+    def txn_changed(self, delta: int) -> None:
+        self.txn += delta
+        if delta < 0 and not self.open:
+            self.check_idle()
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(s.queue) for s in self.proxy.sessions)
+
+    # -- operator API -----------------------------------------------------------
+
+    def pause(self) -> None:
+        """Hold new commands; returns at once. The state is paused as soon as nothing is in flight."""
+        self.operator_paused = True
+        self._begin_pause()
+
+    def unpause(self) -> None:
+        """Release held commands (also cancels a pause still draining)."""
+        self.operator_paused = False
+        self._resume()
+
+    async def pause_and_wait(self, timeout: float) -> float:
+        """Pause and return once paused (seconds it took). On timeout, unpause and raise ControlError."""
+        started = time.monotonic()
+        self.pause()
+        try:
+            await self._wait_paused(timeout)
+        except ControlError:
+            if self.state != RUNNING:
+                self.unpause()
+            raise
+        return time.monotonic() - started
+
+    def _begin_pause(self) -> None:
+        if self.state == RUNNING:
+            self.paused_since = time.monotonic()
+            self._set_state(PAUSING)
+            self.check_idle()
+
+    def _resume(self) -> None:
+        if self.state in (PAUSING, PAUSED):
+            if self.paused_since is not None:
+                self.proxy.stats.hold_time.observe(time.monotonic() - self.paused_since)
+                self.paused_since = None
+            self._set_state(RUNNING)
+            for session in list(self.proxy.sessions):
+                session.resume()
+
+    async def _wait_paused(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.state != PAUSED:
+            if self.state != PAUSING:
+                raise ControlError(f"pause was cancelled (state is {self.state})")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ControlError(
+                    f"timed out after {timeout:g} s waiting for {self.inflight} in-flight command(s)"
+                    f" and {self.txn} open transaction(s)"
+                )
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def drain_limit(self) -> float:
+        """How long a pause may take: every in-flight command ends within read_time_limit_ms."""
+        return self.time_limit + 1.0 if self.time_limit else DEFAULT_DRAIN_LIMIT
+
+    # -- reload ------------------------------------------------------------------
+
+    async def verify(self) -> str:
+        """Validate the config file on disk, uplink connection included, without loading it."""
+        new = self._read_config()
+        problems = self.proxy.config.listen_addresses_changed(new)
+        if problems:
+            raise ControlError("\n".join(problems))
+        try:
+            self.proxy.prepare_tls(new)
+            return await check_uplink(new.uplink, self.proxy.make_uplink_ssl(new), timeout=5.0)
+        except (ConfigError, UplinkError) as exc:
+            raise ControlError(str(exc)) from None
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read and validate the config; if the uplink changed, pause, drain, switch and resume.
+
+        On any error nothing changes and ControlError says why.
+        """
+        async with self._reload_lock:
+            try:
+                result = await self._reload()
+            except ControlError as exc:
+                self.proxy.stats.reload_failures += 1
+                log.error("reload refused: %s", exc)
+                raise
+            self.proxy.stats.reloads += 1
+            return result
+
+    def _read_config(self) -> Any:
+        path = self.proxy.config_path
+        if path is None or path == "-":
+            raise ControlError("the config was read from standard input (-f -): there is no file to reload")
+        try:
+            return load_config(path)
+        except ConfigError as exc:
+            raise ControlError(str(exc)) from None
+
+    async def _reload(self) -> dict[str, Any]:
+        proxy = self.proxy
+        new = self._read_config()
+        problems = proxy.config.listen_addresses_changed(new)
+        if problems:
+            raise ControlError("\n".join(problems))
+        try:
+            tls = proxy.prepare_tls(new)
+            uplink_ssl = proxy.make_uplink_ssl(new)
+            checked = await check_uplink(new.uplink, uplink_ssl, timeout=5.0)
+        except (ConfigError, UplinkError) as exc:
+            raise ControlError(str(exc)) from None
+        log.info("reload: new config is valid (%s)", checked)
+        old_addr = proxy.config.uplink.addr
+        if new.uplink == proxy.config.uplink:
+            proxy.apply_config(new, tls, uplink_ssl)
+            self.time_limit = new.read_time_limit_ms / 1000.0
+            return {"switched": False, "held_ms": 0.0, "uplink": new.uplink.addr}
+        started = time.monotonic()
+        stay_paused = self.operator_paused
+        self._begin_pause()
+        try:
+            await self._wait_paused(self.drain_limit())
+        except ControlError as exc:
+            if not stay_paused and self.state != RUNNING:
+                self._resume()
+            raise ControlError(f"reload aborted, nothing changed: {exc}") from None
+        proxy.apply_config(new, tls, uplink_ssl)
+        self.time_limit = new.read_time_limit_ms / 1000.0
+        self.generation += 1
+        for session in list(proxy.sessions):
+            session.switch_uplink()
+        held = time.monotonic() - started
+        if not stay_paused:
+            self._resume()
+        proxy.stats.switches += 1
+        self.switches.appendleft(Switch(time.time(), old_addr, new.uplink.addr, held * 1000))
+        log.info("switched uplink %s -> %s; clients held %.1f ms", old_addr, new.uplink.addr, held * 1000)
+        return {"switched": True, "held_ms": round(held * 1000, 3), "uplink": new.uplink.addr, "paused": stay_paused}
+
+    # -- shutdown -------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop forwarding new commands and wait (bounded) for in-flight ones to finish."""
+        self.closing = True
+        self._set_state(STOPPING)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_limit()
+        while self.inflight > 0 and loop.time() < deadline:
+            try:
+                await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
+            except TimeoutError:
+                break
+        if self.inflight:
+            log.warning("shutdown: %d command(s) still in flight after %.1f s; closing anyway", self.inflight, self.drain_limit())
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "state_str": self.state,
+            "active_requests": self.inflight,
+            "waiting_requests": self.waiting,
+            "open_transactions": self.txn,
+            "operator_paused": self.operator_paused,
+            "switches": [
+                {"at": s.at, "from": s.from_addr, "to": s.to_addr, "held_ms": round(s.held_ms, 3)} for s in self.switches
+            ],
+        }

@@ -1,0 +1,124 @@
+"""listen_raw: an unmanaged full-duplex byte pipe to the uplink.
+
+No parsing, no AUTH by the proxy, no pause: bytes go through as they are.
+The proxy keeps a registry of these pipes so the admin app can count and
+terminate them (after a switch they still point at the old uplink).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from redis_proxy.uplink import UplinkError, open_uplink
+
+if TYPE_CHECKING:
+    from redis_proxy.server import Proxy
+
+log = logging.getLogger("redis_proxy")
+
+
+class _End(asyncio.Protocol):
+    """One side of a pipe: what it reads, the other side writes."""
+
+    def __init__(self, pipe: RawPipe) -> None:
+        self.pipe = pipe
+        self.transport: asyncio.Transport | None = None
+        self.other: _End | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.write(data)
+
+    def eof_received(self) -> bool:
+        if self.other is not None and self.other.transport is not None and self.other.transport.can_write_eof():
+            self.other.transport.write_eof()
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.pipe.close()
+
+    # A side that cannot keep up stops the other side's reading.
+    def pause_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.resume_reading()
+
+
+class RawPipe:
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.client = _End(self)
+        self.uplink: _End | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def client_protocol(self) -> _End:
+        return self.client
+
+    def start(self) -> None:
+        assert self.client.transport is not None
+        self.proxy.raw_connections.add(self)
+        # Nothing is read from the client until the uplink side exists.
+        self.client.transport.pause_reading()
+        self._task = asyncio.get_running_loop().create_task(self._connect(), name="raw-uplink-connect")
+
+    async def _connect(self) -> None:
+        config = self.proxy.config.uplink
+        try:
+            uplink = await open_uplink(config, self.proxy.uplink_ssl, 10.0, lambda: _End(self))
+        except UplinkError as exc:
+            log.warning("raw connection: %s", exc)
+            self.close()
+            return
+        if self.closed:
+            if uplink.transport is not None:
+                uplink.transport.close()
+            return
+        self.uplink = uplink
+        uplink.other, self.client.other = self.client, uplink
+        if self.client.transport is not None:
+            self.client.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.proxy.raw_connections.discard(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        for end in (self.client, self.uplink):
+            if end is not None and end.transport is not None:
+                end.transport.close()
+
+
+class _RawListenerProtocol(_End):
+    """The client side, created by the listener; it starts its pipe on connect."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__(RawPipe(proxy))
+        self.pipe.client = self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.pipe.proxy.controller.closing:
+            transport.close()
+            return
+        self.pipe.start()
+
+
+def raw_protocol_factory(proxy: Proxy) -> _RawListenerProtocol:
+    return _RawListenerProtocol(proxy)

@@ -1,0 +1,221 @@
+"""The proxy process: listeners, the shared state every connection sees, and shutdown.
+
+`Proxy` holds the live config, the sessions, the raw pipes, the controller and
+the counters. `run` starts it, wires signals (SIGTERM/SIGINT stop, SIGHUP
+reloads) and waits until it has stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+import stat
+from typing import Any
+
+from redis_proxy.config import Config, ConfigError, parse_tcp_addr
+from redis_proxy.controller import ControlError, Controller
+from redis_proxy.raw import RawPipe, raw_protocol_factory
+from redis_proxy.session import ClientSession
+from redis_proxy.stats import Stats
+from redis_proxy.tls import server_context, uplink_context
+
+log = logging.getLogger("redis_proxy")
+
+_LISTENERS = ("listen", "listen_raw", "admin")
+
+
+class Proxy:
+    def __init__(self, config: Config, config_path: str | None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.log_messages = config.log_messages
+        self.stats = Stats()
+        self.sessions: set[ClientSession] = set()
+        self.raw_connections: set[RawPipe] = set()
+        self.tls = self.prepare_tls(config)
+        self.uplink_ssl = self.make_uplink_ssl(config)
+        self.controller = Controller(self)
+        self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
+        self.admin: Any = None  # the admin app's server, when configured
+        self._servers: list[asyncio.Server] = []
+        self._unix_paths: list[str] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+
+    # -- config and TLS -----------------------------------------------------------
+
+    def prepare_tls(self, config: Config) -> dict[str, ssl.SSLContext]:
+        """Server TLS contexts for the listeners that use TLS (raises ConfigError)."""
+        contexts: dict[str, ssl.SSLContext] = {}
+        for name in _LISTENERS:
+            section = getattr(config, name)
+            if section is not None and section.tls:
+                assert section.certfile and section.keyfile
+                contexts[name] = server_context(section.certfile, section.keyfile, where=name)
+        return contexts
+
+    def make_uplink_ssl(self, config: Config) -> ssl.SSLContext | None:
+        return uplink_context(config.uplink)
+
+    def reload_problems(self, new: Config) -> list[str]:
+        problems = self.config.listen_addresses_changed(new)
+        for name in _LISTENERS:
+            old_section, new_section = getattr(self.config, name), getattr(new, name)
+            if old_section is not None and new_section is not None and old_section.tls != new_section.tls:
+                line = f"{name}.tls cannot change on reload ({str(old_section.tls).lower()} -> {str(new_section.tls).lower()})"
+                if line not in problems:
+                    problems.append(line)
+        return problems
+
+    def apply_config(self, new: Config, tls: dict[str, ssl.SSLContext], uplink_ssl: ssl.SSLContext | None) -> None:
+        """Take a validated config. Listener certificates are loaded into the live
+        contexts, so new handshakes use them and open connections are untouched."""
+        for name, context in self.tls.items():
+            section = getattr(new, name)
+            if name in tls and section is not None:
+                context.load_cert_chain(section.certfile, section.keyfile)
+        self.config = new
+        self.log_messages = new.log_messages
+        self.uplink_ssl = uplink_ssl
+
+    # -- listeners --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every listener (raises OSError with the address on failure)."""
+        config = self.config
+        await self._listen("listen", config.listen.addr, config.listen.network, lambda: ClientSession(self))
+        if config.listen_raw is not None:
+            await self._listen(
+                "listen_raw", config.listen_raw.addr, config.listen_raw.network, lambda: raw_protocol_factory(self)
+            )
+        if config.admin is not None:
+            try:
+                from redis_proxy.admin.server import start_admin
+            except ImportError:  # the admin app is optional at this stage
+                log.warning("admin: the admin app is not available in this build")
+            else:
+                self.admin = await start_admin(self)
+                self.addresses["admin"] = self.admin.address
+
+    async def _listen(self, name: str, addr: str, network: str, factory: Any) -> None:
+        loop = asyncio.get_running_loop()
+        context = self.tls.get(name)
+        try:
+            if network == "unix":
+                _remove_stale_socket(addr)
+                server = await loop.create_unix_server(factory, addr, ssl=context)
+                self._unix_paths.append(addr)
+                bound = addr
+            else:
+                host, port = parse_tcp_addr(addr)
+                server = await loop.create_server(factory, host, port, ssl=context, reuse_address=True)
+                sockname = server.sockets[0].getsockname()
+                bound = f"[{sockname[0]}]:{sockname[1]}" if ":" in sockname[0] else f"{sockname[0]}:{sockname[1]}"
+        except OSError as exc:
+            raise OSError(exc.errno, f"{name}: cannot listen on {addr}: {exc.strerror or exc}") from None
+        self._servers.append(server)
+        self.addresses[name] = bound
+        log.info("%s: listening on %s%s", name, bound, " (TLS)" if context else "")
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """Run a background task, keeping a reference so it is not collected mid-flight."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def request_stop(self, why: str) -> None:
+        if not self._stopping:
+            log.info("%s: shutting down", why)
+            self.spawn(self.stop(), "shutdown")
+
+    def request_reload(self) -> None:
+        async def reload() -> None:
+            try:
+                result = await self.controller.reload()
+                log.info("SIGHUP reload done: %s", result)
+            except ControlError:
+                pass  # already logged by the controller
+
+        self.spawn(reload(), "sighup-reload")
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight commands finish (bounded), close everything."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        for server in self._servers:
+            server.close()
+        await self.controller.stop()
+        for session in list(self.sessions):
+            session.close()
+        for pipe in list(self.raw_connections):
+            pipe.close()
+        if self.admin is not None:
+            await self.admin.stop()
+        for path in self._unix_paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        await asyncio.sleep(0)  # let transports deliver their close callbacks
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **self.controller.info(),
+            "clients": len(self.sessions),
+            "raw_connections": len(self.raw_connections),
+            "uplink": self.config.uplink.addr,
+            "addresses": dict(self.addresses),
+        }
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a unix socket left by a dead process; refuse to steal a live one or touch other files."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(17, f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: stale
+    else:
+        raise OSError(98, "another process is listening there")
+    finally:
+        probe.close()
+
+
+async def run(config: Config, config_path: str | None) -> int:
+    """Serve until SIGTERM/SIGINT; the process's exit code."""
+    try:
+        proxy = Proxy(config, config_path)
+        await proxy.start()
+    except ConfigError as exc:
+        for line in exc.problems:
+            log.error("%s", line)
+        return 2
+    except OSError as exc:
+        log.error("%s", exc.strerror or exc)
+        return 1
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, proxy.request_stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, proxy.request_stop, "SIGINT")
+    loop.add_signal_handler(signal.SIGHUP, proxy.request_reload)
+    await proxy.wait_stopped()
+    log.info("stopped")
+    return 0

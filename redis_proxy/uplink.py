@@ -1,0 +1,290 @@
+"""Connections to the uplink Redis: connect, TLS, AUTH, and replaying a client's session.
+
+A new uplink connection goes through a handshake before any client command
+reaches it: the proxy authenticates with its own credentials, then replays
+what the client had set up on its previous connection (protocol version,
+database, client name, READONLY, subscriptions), reading and swallowing the
+replies so the client never sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from redis_proxy.commands import is_message, is_subscribe_reply
+from redis_proxy.config import UplinkConfig, parse_tcp_addr
+from redis_proxy.resp import ProtocolError, Reply, ReplyFramer, encode_command
+from redis_proxy.tls import uplink_server_hostname
+
+
+P = TypeVar("P", bound=asyncio.Protocol)
+
+
+class UplinkError(Exception):
+    """The uplink could not be reached, refused the handshake, or went away. One readable line."""
+
+
+@dataclass
+class SessionState:
+    """What a client set up on its connection that a new uplink connection must be told again."""
+
+    db: int = 0
+    resp3: bool = False
+    name: bytes | None = None
+    readonly: bool = False
+    channels: set[bytes] = field(default_factory=set)
+    patterns: set[bytes] = field(default_factory=set)
+    shard_channels: set[bytes] = field(default_factory=set)
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.channels or self.patterns or self.shard_channels)
+
+
+class UplinkSink(Protocol):
+    """Where an attached uplink connection delivers its events (a client session)."""
+
+    def uplink_data(self, data: bytes) -> None: ...
+    def uplink_lost(self, uplink: UplinkConnection, exc: Exception | None) -> None: ...
+    def uplink_pause_writing(self) -> None: ...
+    def uplink_resume_writing(self) -> None: ...
+
+
+def auth_command(config: UplinkConfig) -> list[bytes] | None:
+    if config.password is None:
+        return None
+    if config.user:
+        return [b"AUTH", config.user.encode(), config.password.encode()]
+    return [b"AUTH", config.password.encode()]
+
+
+def replay_commands(config: UplinkConfig, state: SessionState) -> list[list[bytes]]:
+    """The commands that bring a fresh uplink connection to the client's state (subscriptions aside)."""
+    commands: list[list[bytes]] = []
+    auth = auth_command(config)
+    if auth:
+        commands.append(auth)
+    if state.resp3:
+        commands.append([b"HELLO", b"3"])
+    if state.db:
+        commands.append([b"SELECT", str(state.db).encode()])
+    if state.name:
+        commands.append([b"CLIENT", b"SETNAME", state.name])
+    if state.readonly:
+        commands.append([b"READONLY"])
+    return commands
+
+
+def subscribe_commands(state: SessionState) -> tuple[list[list[bytes]], int]:
+    """SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE for every subscription, and how many confirmations they bring."""
+    commands: list[list[bytes]] = []
+    for name, subs in ((b"SUBSCRIBE", state.channels), (b"PSUBSCRIBE", state.patterns), (b"SSUBSCRIBE", state.shard_channels)):
+        if subs:
+            commands.append([name, *sorted(subs)])
+    return commands, sum(len(c) - 1 for c in commands)
+
+
+class UplinkConnection(asyncio.Protocol):
+    """One connection to the uplink. Hands data to its sink once attached; before that, to the handshake."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.sink: UplinkSink | None = None
+        self.closed = False
+        self._handshake: _Handshake | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.uplink_data(data)
+        elif self._handshake is not None:
+            self._handshake.feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.sink is not None:
+            self.sink.uplink_lost(self, exc)
+        elif self._handshake is not None:
+            self._handshake.fail(UplinkError("the uplink closed the connection during the handshake"))
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.uplink_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.uplink_resume_writing()
+
+    # -- handshake ----------------------------------------------------------
+
+    async def handshake(
+        self, commands: list[list[bytes]], subscriptions: list[list[bytes]], confirmations: int, timeout: float
+    ) -> tuple[list[bytes], bytes]:
+        """Send the commands and subscriptions, swallow their replies.
+
+        Returns the pub/sub messages that arrived in between (to pass on to
+        the client) and any bytes after the last swallowed reply, which
+        belong to the client's stream.
+        """
+        assert self.transport is not None
+        everything = commands + subscriptions
+        if not everything:
+            return [], b""
+        handshake = _Handshake(commands, confirmations)
+        self._handshake = handshake
+        self.transport.write(b"".join(encode_command(c) for c in everything))
+        try:
+            return await asyncio.wait_for(handshake.done, timeout)
+        except TimeoutError:
+            raise UplinkError(f"the uplink did not answer the handshake within {timeout:g} s") from None
+        finally:
+            self._handshake = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Handshake:
+    """Reads the replies to a handshake, exactly, keeping track of where each one ends."""
+
+    def __init__(self, commands: list[list[bytes]], confirmations: int) -> None:
+        self.commands = commands
+        self.confirmations = confirmations
+        self.framer = ReplyFramer()
+        self.framer.set_fast_path(False)  # we need reply boundaries
+        self.buffer = bytearray()  # bytes since the last reply boundary
+        self.answered = 0
+        self.forward: list[bytes] = []
+        self.done: asyncio.Future[tuple[list[bytes], bytes]] = asyncio.get_running_loop().create_future()
+
+    def fail(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def feed(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        base = len(self.buffer)
+        self.buffer += data
+        try:
+            replies = self.framer.feed(data)
+        except ProtocolError as exc:
+            self.fail(UplinkError(f"the uplink sent an invalid reply: {exc}"))
+            return
+        start = 0
+        for reply, end in zip(replies, self.framer.last_ends):
+            end += base
+            assert isinstance(reply, Reply)
+            try:
+                swallow = self._take(reply)
+            except UplinkError as exc:
+                self.fail(exc)
+                return
+            if not swallow:
+                self.forward.append(bytes(self.buffer[start:end]))
+            start = end
+            if self.answered == len(self.commands) + self.confirmations:
+                self.done.set_result((self.forward, bytes(self.buffer[end:])))
+                return
+        del self.buffer[:start]
+
+    def _take(self, reply: Reply) -> bool:
+        """Account for one reply; True if it is the handshake's to swallow."""
+        if self.answered < len(self.commands):
+            if reply.is_error:
+                command = self.commands[self.answered][0].decode()
+                text = (reply.text or b"").decode(errors="replace")
+                raise UplinkError(f"the uplink refused {command}: {text}")
+            self.answered += 1
+            return True
+        if is_subscribe_reply(reply.first):
+            self.answered += 1
+            return True
+        if is_message(reply.first):
+            return False
+        if reply.is_error:
+            raise UplinkError(f"the uplink refused a subscription: {(reply.text or b'').decode(errors='replace')}")
+        raise UplinkError("unexpected reply from the uplink while re-subscribing")
+
+
+async def open_uplink(
+    config: UplinkConfig,
+    ssl_context: ssl.SSLContext | None,
+    timeout: float,
+    factory: Callable[[], P] = UplinkConnection,  # type: ignore[assignment]
+) -> P:
+    """Connect (and TLS-handshake) to the uplink. Raises UplinkError with a readable reason."""
+    loop = asyncio.get_running_loop()
+    hostname = uplink_server_hostname(config) if ssl_context is not None else None
+    where = config.addr
+    try:
+        if config.network == "unix":
+            connect = loop.create_unix_connection(
+                factory, config.addr, ssl=ssl_context, server_hostname=hostname
+            )
+        else:
+            host, port = parse_tcp_addr(config.addr)
+            connect = loop.create_connection(factory, host, port, ssl=ssl_context, server_hostname=hostname)
+        _, connection = await asyncio.wait_for(connect, timeout)
+    except ssl.SSLCertVerificationError as exc:
+        raise UplinkError(f"TLS verification of uplink {where} failed: {exc.verify_message or exc.reason}") from None
+    except ssl.SSLError as exc:
+        raise UplinkError(f"TLS handshake with uplink {where} failed: {exc.reason or exc}") from None
+    except TimeoutError:
+        raise UplinkError(f"cannot connect to uplink {where}: timed out after {timeout:g} s") from None
+    except OSError as exc:
+        raise UplinkError(f"cannot connect to uplink {where}: {exc.strerror or exc}") from None
+    return connection
+
+
+async def connect_session(
+    config: UplinkConfig, ssl_context: ssl.SSLContext | None, state: SessionState, timeout: float
+) -> tuple[UplinkConnection, list[bytes], bytes]:
+    """A ready uplink connection for a client: connected, authenticated, session replayed."""
+    connection = await open_uplink(config, ssl_context, timeout)
+    subscriptions, confirmations = subscribe_commands(state)
+    try:
+        forward, leftover = await connection.handshake(
+            replay_commands(config, state), subscriptions, confirmations, timeout
+        )
+    except BaseException:
+        connection.abort()
+        raise
+    return connection, forward, leftover
+
+
+async def check_uplink(config: UplinkConfig, ssl_context: ssl.SSLContext | None, timeout: float = 5.0) -> str:
+    """Connect, authenticate and PING, as the proxy would; return what was checked. Raises UplinkError."""
+    connection = await open_uplink(config, ssl_context, timeout)
+    try:
+        commands = replay_commands(config, SessionState())
+        await connection.handshake(commands + [[b"PING"]], [], 0, timeout)
+    finally:
+        connection.close()
+    parts = [f"uplink {config.addr} reachable"]
+    if ssl_context is not None:
+        parts.append("TLS verified" if ssl_context.verify_mode != ssl.CERT_NONE else "TLS (verification skipped)")
+    if config.password is not None:
+        parts.append(f"AUTH accepted{' for user ' + config.user if config.user else ''}")
+    parts.append("PING answered")
+    return ", ".join(parts)
