@@ -56,7 +56,7 @@ _LARGE_BULK = re.compile(rb"\$\d{7}")
 _ODD_TYPE = re.compile(rb"\r\n(?:[+=(~%>|]|\$-)")
 # hiredis returns a RESP3 attribute as if it were a reply, and does not know
 # blob errors: reads that may hold either take the exact path.
-_HIREDIS_UNSAFE_REPLY = re.compile(rb"(?:^|\r\n)[|!]")
+_HIREDIS_UNSAFE_REPLY = re.compile(rb"\r\n[|!]")  # literal-led: fast; the first byte is checked apart
 
 _CRLF = b"\r\n"
 # What hiredis returns when it needs more data: a sentinel, because a RESP3
@@ -551,7 +551,7 @@ class ReplyFramer:
         return bool(self._head) or self._skip > 0 or bool(self._stack)
 
     def feed(self, data: bytes) -> list[object]:
-        if self._fast_ok and not self.in_reply() and not _HIREDIS_UNSAFE_REPLY.search(data):
+        if self._fast_ok and not self.in_reply() and data[0] not in b"|!" and not _HIREDIS_UNSAFE_REPLY.search(data):
             reader = self._reader
             replies: list[object] = []
             try:
