@@ -551,6 +551,8 @@ class ReplyFramer:
         return bool(self._head) or self._skip > 0 or bool(self._stack)
 
     def feed(self, data: bytes) -> list[object]:
+        if not data:
+            return []
         if self._fast_ok and not self.in_reply() and data[0] not in b"|!" and not _HIREDIS_UNSAFE_REPLY.search(data):
             reader = self._reader
             replies: list[object] = []
