@@ -36,6 +36,10 @@ class ControlError(Exception):
     """An operation failed; the message is for the operator. The proxy is left running as it was."""
 
 
+class ControlTimeout(ControlError):
+    """A pause did not complete in time (the proxy was unpaused again)."""
+
+
 @dataclass
 class Switch:
     at: float
@@ -80,11 +84,6 @@ class Controller:
             self._set_state(PAUSED)
         elif self.state == STOPPING and self.inflight == 0:
             self._notify()
-
-    def txn_changed(self, delta: int) -> None:
-        self.txn += delta
-        if delta < 0 and not self.open:
-            self.check_idle()
 
     @property
     def waiting(self) -> int:
@@ -137,7 +136,7 @@ class Controller:
                 raise ControlError(f"pause was cancelled (state is {self.state})")
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise ControlError(
+                raise ControlTimeout(
                     f"timed out after {timeout:g} s waiting for {self.inflight} in-flight command(s)"
                     f" and {self.txn} open transaction(s)"
                 )
@@ -145,6 +144,13 @@ class Controller:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 pass
+
+    def _set_time_limit(self, limit_ms: int) -> None:
+        limit = limit_ms / 1000.0
+        if limit != self.time_limit:
+            self.time_limit = limit
+            for session in list(self.proxy.sessions):
+                session.rearm_timer()
 
     def drain_limit(self) -> float:
         """How long a pause may take: every in-flight command ends within read_time_limit_ms."""
@@ -155,7 +161,7 @@ class Controller:
     async def verify(self) -> str:
         """Validate the config file on disk, uplink connection included, without loading it."""
         new = self._read_config()
-        problems = self.proxy.config.listen_addresses_changed(new)
+        problems = self.proxy.reload_problems(new)
         if problems:
             raise ControlError("\n".join(problems))
         try:
@@ -191,7 +197,7 @@ class Controller:
     async def _reload(self) -> dict[str, Any]:
         proxy = self.proxy
         new = self._read_config()
-        problems = proxy.config.listen_addresses_changed(new)
+        problems = proxy.reload_problems(new)
         if problems:
             raise ControlError("\n".join(problems))
         try:
@@ -204,23 +210,24 @@ class Controller:
         old_addr = proxy.config.uplink.addr
         if new.uplink == proxy.config.uplink:
             proxy.apply_config(new, tls, uplink_ssl)
-            self.time_limit = new.read_time_limit_ms / 1000.0
+            self._set_time_limit(new.read_time_limit_ms)
             return {"switched": False, "held_ms": 0.0, "uplink": new.uplink.addr}
         started = time.monotonic()
-        stay_paused = self.operator_paused
         self._begin_pause()
         try:
             await self._wait_paused(self.drain_limit())
         except ControlError as exc:
-            if not stay_paused and self.state != RUNNING:
+            # An operator's pause (before or during the drain) stays.
+            if not self.operator_paused and self.state != RUNNING:
                 self._resume()
             raise ControlError(f"reload aborted, nothing changed: {exc}") from None
         proxy.apply_config(new, tls, uplink_ssl)
-        self.time_limit = new.read_time_limit_ms / 1000.0
+        self._set_time_limit(new.read_time_limit_ms)
         self.generation += 1
         for session in list(proxy.sessions):
             session.switch_uplink()
         held = time.monotonic() - started
+        stay_paused = self.operator_paused
         if not stay_paused:
             self._resume()
         proxy.stats.switches += 1

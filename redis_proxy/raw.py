@@ -27,6 +27,7 @@ class _End(asyncio.Protocol):
         self.pipe = pipe
         self.transport: asyncio.Transport | None = None
         self.other: _End | None = None
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
@@ -37,6 +38,10 @@ class _End(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.other is not None and self.other.transport is not None:
             self.other.transport.write(data)
+        else:
+            # The uplink side is not up yet (reading is paused, but a read
+            # already under way still lands here): keep it for then.
+            self.early.append(data)
 
     def eof_received(self) -> bool:
         if self.other is not None and self.other.transport is not None and self.other.transport.can_write_eof():
@@ -90,6 +95,9 @@ class RawPipe:
             return
         self.uplink = uplink
         uplink.other, self.client.other = self.client, uplink
+        if self.client.early and uplink.transport is not None:
+            uplink.transport.writelines(self.client.early)
+            self.client.early = []
         if self.client.transport is not None:
             self.client.transport.resume_reading()
 

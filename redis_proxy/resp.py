@@ -310,7 +310,9 @@ class RequestFramer:
                             raise ProtocolError("too big mbulk count string")
                         break
                     count = _parse_length(buf[pos + 1 : nl], "multibulk", MAX_ARRAY_LEN, negative_ok=True)
-                    if count <= 0:  # Redis ignores empty commands: forward nothing
+                    if count < -1:  # Redis ignores these too, but they can only be garbage
+                        raise ProtocolError("invalid multibulk length")
+                    if count <= 0:  # *0 and *-1: Redis ignores empty commands; forward nothing
                         flush(pos)
                         pos = run_start = nl + 2
                         continue

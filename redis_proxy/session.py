@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import hiredis
 
-from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, is_unsubscribe_reply, kind_of
+from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, is_message, is_unsubscribe_reply, kind_of
 from redis_proxy.resp import Batch, ProtocolError, Reply, ReplyFramer, RequestFramer, as_reply, encode_command, is_error_value
 from redis_proxy.uplink import SessionState, UplinkConnection, UplinkError, connect_session
 
@@ -118,6 +118,7 @@ class ClientSession(asyncio.Protocol):
         self._direct = False  # nothing unusual: whole batches may go straight upstream
         self._barrier = 0  # proxy-answered replies waiting for earlier upstream replies
         self.closing = False
+        self._broken = False  # a protocol error was seen: read nothing more
         self._timer: asyncio.TimerHandle | None = None
         self._client_paused = False  # client's writes are full: stop reading the uplink
         self._reading_paused_by: set[str] = set()
@@ -138,15 +139,31 @@ class ClientSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.stats.bytes_from_clients += len(data)
+        if self._broken:
+            return
         try:
             batches = self.framer.feed(data)
         except ProtocolError as exc:
-            self.stats.proxy_errors += 1
-            log.info("client %s: protocol error: %s", self.peer, exc)
-            self._fail(f"ERR Protocol error: {exc}")
+            self._protocol_error(exc)
             return
         for batch in batches:
             self._on_batch(batch)
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        """Like Redis: the whole commands before the bad one run, their replies
+        come first, then the error, then the connection closes."""
+        self.stats.proxy_errors += 1
+        log.info("client %s: protocol error: %s", self.peer, exc)
+        self._broken = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        for batch in getattr(exc, "batches", []):
+            self._on_batch(batch)
+        error = _Local(_error(f"ERR Protocol error: {exc}"), self._close_after_write)
+        if self.queue or self._connect_task is not None:
+            self._fail(f"ERR Protocol error: {exc}")  # held commands would have to wait: end now
+        else:
+            self._reply_local(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -160,6 +177,8 @@ class ClientSession(asyncio.Protocol):
         self._settle_outstanding()
         self.queue.clear()
         self._set_txn(False, False)
+        if not self.ctl.open:
+            self.ctl.check_idle()
 
     def pause_writing(self) -> None:
         # The client reads slower than the uplink answers: stop reading the uplink.
@@ -257,7 +276,15 @@ class ClientSession(asyncio.Protocol):
         self._expect(count, now, special)
 
     def _expect(self, count: int, now: float, special: object = None) -> None:
-        """Record commands just forwarded as in flight."""
+        """Record commands just forwarded as in flight (`count` replies expected)."""
+        if special is _SUBSCRIBED:
+            # Pub/sub mode starts with the first confirmation, once the
+            # replies before it are through.
+            if self.pending:
+                self.pending.append([0, now, special])
+            else:
+                self._sub_recv = True
+            special = None
         if count:
             self.pending.append([count, now, special])
             self.outstanding += count
@@ -265,11 +292,8 @@ class ClientSession(asyncio.Protocol):
             self.stats.commands += count
             if self._timer is None and self.ctl.time_limit:
                 self._arm_timer()
-        elif special is _SUBSCRIBED:
-            if self.pending:  # takes effect once the replies before it are through
-                self.pending.append([0, now, special])
-            else:
-                self._sub_recv = True
+        elif special is not None:
+            self.pending.append([0, now, special])
 
     def _may_send(self) -> bool:
         if self.closing or self._barrier:
@@ -315,6 +339,8 @@ class ClientSession(asyncio.Protocol):
         if self._queued_bytes <= HELD_BYTES_LIMIT // 2:
             self._resume_reading("held")
         self._update_direct()
+        if not self.ctl.open:
+            self.ctl.check_idle()
 
     def _reply_local(self, local: _Local) -> None:
         if self.pending:
@@ -327,6 +353,8 @@ class ClientSession(asyncio.Protocol):
         if self.transport is not None and not self.closing:
             self.transport.write(local.data)
             self.stats.bytes_to_clients += len(local.data)
+            if self.proxy.log_messages:
+                log.info("client %s <- %s (answered by the proxy)", self.peer, _describe(local.data))
         if local.then is not None:
             local.then()
 
@@ -350,7 +378,7 @@ class ClientSession(asyncio.Protocol):
             self.stats.proxy_errors += 1
             return _Local(NOAUTH)
         if kind == Kind.PLAIN:
-            return None if not self._sub_sent else (None, 0, None)
+            return None
         name = command[0].upper()
         if kind == Kind.AUTH:
             return self._auth(command[1:], name)
@@ -381,7 +409,8 @@ class ClientSession(asyncio.Protocol):
         if kind == Kind.MULTI:
             self._set_txn(True, self.watching)
         elif kind in (Kind.EXEC, Kind.DISCARD):
-            self._set_txn(False, False)
+            if self.in_multi:  # without MULTI, Redis refuses them and a WATCH stays in force
+                self._set_txn(False, False)
         elif kind == Kind.WATCH:
             self._set_txn(self.in_multi, self.watching or not self.in_multi)
         elif kind == Kind.UNWATCH:
@@ -393,8 +422,6 @@ class ClientSession(asyncio.Protocol):
         return self._tracked(None)
 
     def _tracked(self, on_ok: Callable[[Reply], None] | None) -> tuple[object, int, None] | None:
-        if self._sub_sent:
-            return (None, 0, None)  # RESP2 pub/sub: replies are not counted
         if on_ok is None:
             return None
 
@@ -448,9 +475,6 @@ class ClientSession(asyncio.Protocol):
                 b"<proto> AUTH <user> <pass> option can be used to authenticate the client and select the "
                 b"RESP protocol version at the same time\r\n"
             )
-        if self._sub_sent:
-            return (None, 0, encode_command(forward))
-
         def on_reply(reply: Reply) -> None:
             if reply.is_error:
                 return
@@ -468,32 +492,40 @@ class ClientSession(asyncio.Protocol):
         except (IndexError, ValueError):
             pass
 
-    def _subscribe(self, name: bytes, channels: list[bytes]) -> tuple[object, int, None]:
-        target = {b"SUBSCRIBE": self.state.channels, b"PSUBSCRIBE": self.state.patterns}.get(name, self.state.shard_channels)
-        target.update(channels)
+    def _subscription_set(self, name: bytes) -> set[bytes]:
+        if name in (b"SUBSCRIBE", b"UNSUBSCRIBE"):
+            return self.state.channels
+        if name in (b"PSUBSCRIBE", b"PUNSUBSCRIBE"):
+            return self.state.patterns
+        return self.state.shard_channels
+
+    def _subscribe(self, name: bytes, channels: list[bytes]) -> tuple[object, int, None] | None:
+        if not channels:
+            return None  # Redis answers the arity error
+        self._subscription_set(name).update(channels)
         self._update_pushes()
         if self.state.resp3:
-            return (None, 0, None)  # confirmations are pushes
+            return (None, 0, None)  # confirmations are pushes, not replies
+        # RESP2: one confirmation per channel. From the first one on, the
+        # stream may carry messages, which answer no command.
         if self._sub_sent:
-            return (None, 0, None)
+            return (None, len(channels), None)
         self._sub_sent = True
-        return (_SUBSCRIBED, 0, None)
+        return (_SUBSCRIBED, len(channels), None)
 
     def _unsubscribe(self, name: bytes, channels: list[bytes]) -> tuple[object, int, None]:
-        target = {b"UNSUBSCRIBE": self.state.channels, b"PUNSUBSCRIBE": self.state.patterns}.get(
-            name, self.state.shard_channels
-        )
+        target = self._subscription_set(name)
+        # One confirmation per channel named, or per channel dropped, or one
+        # (with no channel) when there was none to drop.
+        confirmations = len(channels) if channels else max(1, len(target))
         if channels:
             target.difference_update(channels)
         else:
             target.clear()
         if self.state.resp3:
             return (None, 0, None)
-        if self._sub_sent:
-            self._sub_sent = self.state.subscribed
-            return (None, 0, None)
-        # Not subscribed: Redis still confirms each channel (or once, with none).
-        return (None, max(1, len(channels)), None)
+        self._sub_sent = self.state.subscribed
+        return (None, confirmations, None)
 
     def _update_pushes(self) -> None:
         self._pushes = self.state.resp3 and (self.state.subscribed or self._pushes)
@@ -503,7 +535,9 @@ class ClientSession(asyncio.Protocol):
         self.in_multi, self.watching = in_multi, watching
         self.in_txn = in_multi or watching
         if self.in_txn != was:
-            self.ctl.txn_changed(+1 if self.in_txn else -1)
+            # Only the count moves here; whether the proxy is idle is checked
+            # once the command that ended the transaction is in flight.
+            self.ctl.txn += 1 if self.in_txn else -1
 
     def _close_after_write(self) -> None:
         self.closing = True
@@ -527,12 +561,13 @@ class ClientSession(asyncio.Protocol):
         i, n = 0, len(replies)
         answered = 0
         while i < n:
-            if self._sub_recv:  # RESP2 pub/sub: every reply is pub/sub traffic
+            if self._sub_recv:  # RESP2 pub/sub: messages answer no command
                 reply = as_reply(replies[i])
-                i += 1
+                if is_message(reply.first):
+                    i += 1
+                    continue
                 if is_unsubscribe_reply(reply.first) and reply.last_int == 0:
-                    self._sub_recv = False
-                continue
+                    self._sub_recv = False  # the replies after this one are ordinary again
             if self._pushes and _is_push(replies[i]):
                 i += 1
                 continue
@@ -543,7 +578,8 @@ class ClientSession(asyncio.Protocol):
             head = pending[0]
             special = head[2]
             if special is None:
-                take = head[0] if not self._pushes else 1
+                # Where messages may come between replies, one at a time.
+                take = 1 if self._pushes or self._sub_recv else head[0]
                 if take > n - i:
                     take = n - i
                 head[0] -= take
@@ -597,6 +633,14 @@ class ClientSession(asyncio.Protocol):
             if entry[0]:
                 self._timer = self.loop.call_at(entry[1] + self.ctl.time_limit, self._on_timer)
                 return
+
+    def rearm_timer(self) -> None:
+        """read_time_limit_ms changed: the next deadline is computed with the new limit."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.ctl.time_limit and self.outstanding:
+            self._arm_timer()
 
     def _on_timer(self) -> None:
         self._timer = None

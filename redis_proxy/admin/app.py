@@ -1,0 +1,115 @@
+"""The Starlette app: routes for commands, JSON state, metrics and the status page."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from redis_proxy.admin import metrics, page, state
+from redis_proxy.admin.auth import AdminGuard
+from redis_proxy.admin.commands import CommandError, Outcome, read_fields, run_command
+
+if TYPE_CHECKING:
+    from redis_proxy.server import Proxy
+
+NO_STORE = {"Cache-Control": "no-store"}  # state changes every second: never serve it from a cache
+MAX_RESULT_CHARS = 1000  # what a redirect carries back to the page; URLs have practical limits
+
+
+def _json(body: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
+def _wants_html(request: Request) -> bool:
+    # A browser submitting the page's form without JavaScript asks for HTML;
+    # fetch() from the page, curl and scripts do not.
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _back_to_page(name: Any, outcome: Outcome) -> RedirectResponse:
+    text = outcome.body.get("error") if not outcome.ok else json.dumps(outcome.body, separators=(",", ":"))
+    query = urlencode(
+        {"cmd": str(name or "?")[:100], "ok": "1" if outcome.ok else "0", "result": str(text)[:MAX_RESULT_CHARS]}
+    )
+    # 303: the browser follows with a GET, so reloading the page does not repeat the command.
+    return RedirectResponse(f"/?{query}", status_code=303, headers=NO_STORE)
+
+
+def _page_result(request: Request) -> page.Result | None:
+    params = request.query_params
+    if "result" not in params:
+        return None
+    return page.Result(cmd=params.get("cmd", "?")[:100], ok=params.get("ok") == "1", text=params["result"][:MAX_RESULT_CHARS])
+
+
+def build_app(proxy: Proxy) -> Starlette:
+    registry = metrics.make_registry(proxy)
+
+    async def home(request: Request) -> Response:
+        nonce = page.new_nonce()
+        body = page.render(state.info(proxy), _page_result(request), nonce)
+        headers = {
+            **NO_STORE,
+            "Content-Security-Policy": page.content_security_policy(nonce),
+            "X-Content-Type-Options": "nosniff",
+            # Not "no-referrer": with it Chrome sends "Origin: null" on the
+            # page's own form posts, which the cross-site check must refuse.
+            "Referrer-Policy": "same-origin",
+        }
+        return HTMLResponse(body, headers=headers)
+
+    async def cmd(request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
+            # Commands change state, so they are POST only; a GET (a bookmark,
+            # a link) just lands on the page.
+            return RedirectResponse("/", status_code=303)
+        try:
+            fields = await read_fields(request)
+        except CommandError as exc:
+            outcome = Outcome(exc.status, {"ok": False, "error": exc.message})
+            fields = {}
+        else:
+            peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
+            outcome = await run_command(proxy, fields, peer)
+        if _wants_html(request):
+            return _back_to_page(fields.get("cmd"), outcome)
+        return _json(outcome.body, outcome.status)
+
+    async def info_json(request: Request) -> Response:
+        return _json(state.info(proxy))
+
+    async def status_json(request: Request) -> Response:
+        return _json(state.legacy_status(proxy))
+
+    async def metrics_text(request: Request) -> Response:
+        body, content_type = metrics.render(registry)
+        return Response(body, headers={**NO_STORE, "Content-Type": content_type})
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)  # keeps browsers from logging a 404 on every visit
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"ok": False, "error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    routes = [
+        Route("/", home, methods=["GET"]),
+        Route("/cmd/", cmd, methods=["GET", "POST"]),
+        Route("/info.json", info_json, methods=["GET"]),
+        Route("/status.json", status_json, methods=["GET"]),
+        Route("/metrics", metrics_text, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(AdminGuard, proxy=proxy)],
+        exception_handlers={HTTPException: http_error},
+    )

@@ -1,0 +1,219 @@
+"""POST /cmd/: read the request, run one operator command, describe the outcome.
+
+Each command returns the extra fields of a successful reply; failures raise
+`CommandError` with the HTTP status and a message for the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from redis_proxy.admin.state import scrub
+from redis_proxy.controller import STOPPING, ControlError, ControlTimeout
+
+if TYPE_CHECKING:
+    from redis_proxy.server import Proxy
+
+log = logging.getLogger("redis_proxy")
+
+MAX_BODY = 64 * 1024  # a command is a few bytes; anything bigger is a mistake or abuse
+MAX_FIELDS = 32
+DEFAULT_PAUSE_TIMEOUT_MS = 10_000
+MAX_PAUSE_TIMEOUT_MS = 3_600_000
+
+
+class CommandError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+Fields = Mapping[str, Any]
+Handler = Callable[["Proxy", Fields], Awaitable[dict[str, Any]]]
+
+
+# -- reading the request ---------------------------------------------------------------
+
+
+async def _capped_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise CommandError(413, f"request body too large (limit {MAX_BODY} bytes)")
+    chunks: list[bytes] = []
+    size = 0
+    # Read incrementally: a chunked upload has no Content-Length to refuse early.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise CommandError(413, f"request body too large (limit {MAX_BODY} bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_fields(request: Request) -> dict[str, Any]:
+    """The request's fields from a urlencoded or multipart form, or a JSON object."""
+    body = await _capped_body(request)
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        try:
+            data = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CommandError(400, f"invalid JSON body: {exc}") from None
+        if not isinstance(data, dict):
+            raise CommandError(400, 'the JSON body must be an object such as {"cmd": "pause"}')
+        return data
+    if media_type == "multipart/form-data":
+        return await _multipart(request, body)
+    # application/x-www-form-urlencoded, or no type at all (some clients omit it).
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandError(400, f"invalid form body: {exc}") from None
+    return dict(pairs)
+
+
+async def _multipart(request: Request, body: bytes) -> dict[str, Any]:
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+        yield b""
+
+    # No max_part_size (starlette >= 0.40 only): the whole body is capped already.
+    parser = MultiPartParser(request.headers, stream(), max_files=0, max_fields=MAX_FIELDS)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise CommandError(400, f"invalid multipart body: {exc.message}") from None
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+# -- the commands --------------------------------------------------------------------------
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    # If our wait was cancelled nobody awaits the task: fetch its outcome so
+    # asyncio does not log "exception was never retrieved" (the controller
+    # already logged the failure).
+    if not task.cancelled():
+        task.exception()
+
+
+async def _shielded(proxy: Proxy, coro: Coroutine[Any, Any, Any], name: str) -> Any:
+    # The controller's multi-step operations must run to completion: cancelling
+    # a reload between "pause" and "resume" (a client that hangs up, uvicorn's
+    # shutdown timeout) would leave every client held. So they run as their own
+    # task, and only our wait for them can be cancelled.
+    task = proxy.spawn(coro, name)
+    task.add_done_callback(_consume)
+    return await asyncio.shield(task)
+
+
+async def _pause(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    proxy.controller.pause()
+    return {"state": proxy.controller.state}
+
+
+async def _unpause(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    proxy.controller.unpause()
+    return {"state": proxy.controller.state}
+
+
+def _timeout_ms(fields: Fields) -> int:
+    raw = fields.get("timeout_ms", DEFAULT_PAUSE_TIMEOUT_MS)
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())
+    # bool is an int in Python, but {"timeout_ms": true} is certainly a mistake.
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 < raw <= MAX_PAUSE_TIMEOUT_MS:
+        raise CommandError(400, f"timeout_ms must be an integer from 1 to {MAX_PAUSE_TIMEOUT_MS} (milliseconds)")
+    return raw
+
+
+async def _pause_and_wait(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    timeout_ms = _timeout_ms(fields)
+    controller = proxy.controller
+    try:
+        waited = await _shielded(proxy, controller.pause_and_wait(timeout_ms / 1000), "admin-pause-and-wait")
+    except ControlTimeout as exc:
+        # The pause did not complete in time (the controller has already
+        # unpaused): a gateway-style timeout, not a refusal.
+        raise CommandError(504, str(exc)) from None
+    return {"state": controller.state, "waited_ms": round(waited * 1000, 3)}
+
+
+async def _reload(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    result: dict[str, Any] = await _shielded(proxy, proxy.controller.reload(), "admin-reload")
+    return dict(result)
+
+
+async def _verify(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    return {"result": await _shielded(proxy, proxy.controller.verify(), "admin-verify")}
+
+
+async def _terminate_raw(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    pipes = list(proxy.raw_connections)  # closing a pipe removes it from the set
+    for pipe in pipes:
+        pipe.close()
+    return {"terminated": len(pipes)}
+
+
+COMMANDS: dict[str, Handler] = {
+    "pause": _pause,
+    "unpause": _unpause,
+    "pause-and-wait": _pause_and_wait,
+    "reload": _reload,
+    "verify": _verify,
+    "terminate-raw-connections": _terminate_raw,
+}
+
+
+async def run_command(proxy: Proxy, fields: Fields, peer: str = "?") -> Outcome:
+    """Run the command named by fields["cmd"]; never raises for operator mistakes.
+
+    `peer` (the HTTP client's address) goes into the log: who paused the proxy
+    is the first question after an incident.
+    """
+    name = fields.get("cmd")
+    try:
+        if name is None or name == "":
+            raise CommandError(400, f"missing cmd (one of: {', '.join(COMMANDS)})")
+        handler = COMMANDS.get(name) if isinstance(name, str) else None
+        if handler is None:
+            shown = name if isinstance(name, str) else json.dumps(name)
+            raise CommandError(400, f"unknown cmd {shown[:100]!r} (one of: {', '.join(COMMANDS)})")
+        if proxy.controller.state == STOPPING:
+            raise CommandError(503, "the proxy is shutting down")
+        extra = await handler(proxy, fields)
+    except CommandError as exc:
+        return Outcome(exc.status, {"ok": False, "cmd": name, "error": scrub(proxy, exc.message)})
+    except ControlError as exc:
+        # The controller left the proxy as it was; the request conflicts with
+        # its state or its config file. (The controller logs its own failures.)
+        log.info("admin: %s from %s refused", name, peer)
+        return Outcome(409, {"ok": False, "cmd": name, "error": scrub(proxy, str(exc))})
+    except Exception:
+        # The traceback goes to the log; the reply says only where to look, so
+        # no internal detail (or secret) leaks through an unexpected message.
+        log.exception("admin: %s from %s failed", name, peer)
+        return Outcome(500, {"ok": False, "cmd": name, "error": "internal error (details in the proxy log)"})
+    log.info("admin: %s from %s: ok", name, peer)
+    return Outcome(200, {"ok": True, "cmd": name, **extra})

@@ -1,0 +1,109 @@
+"""GET /metrics: Prometheus text built from the proxy's own counters at scrape time.
+
+The forwarding path only bumps plain integers in `Stats`; a custom Collector
+turns them into metric families when Prometheus asks, so metrics cost nothing
+per command. Each proxy gets a private registry: no process-global state, and
+none of prometheus-client's default process/GC collectors mixed in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from redis_proxy.controller import PAUSED, PAUSING, RUNNING, STOPPING
+from redis_proxy.stats import Histogram
+
+if TYPE_CHECKING:
+    from redis_proxy.server import Proxy
+
+PREFIX = "redis_proxy"
+STATES: tuple[str, ...] = (RUNNING, PAUSING, PAUSED, STOPPING)
+
+# (metric name without _total, Stats attribute, help text)
+_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("error_replies", "error_replies", "Error replies received from the uplink."),
+    ("proxy_errors", "proxy_errors", "Errors the proxy itself answered or caused (protocol, auth, uplink, time limit)."),
+    ("bytes_received", "bytes_from_clients", "Bytes received from clients."),
+    ("bytes_sent", "bytes_to_clients", "Bytes sent to clients."),
+    ("client_connections", "clients_total", "Client connections accepted."),
+    ("time_limit_kills", "time_limit_kills", "Connections closed because a command exceeded read_time_limit_ms."),
+    ("uplink_failures", "uplink_failures", "Failed connections or lost links to the uplink."),
+    ("reloads", "reloads", "Successful config reloads."),
+    ("reload_failures", "reload_failures", "Refused or failed config reloads."),
+    ("switches", "switches", "Uplink switches."),
+)
+
+# (metric name, Stats attribute, help text); all in seconds.
+_HISTOGRAMS: tuple[tuple[str, str, str], ...] = (
+    ("latency_seconds", "latency", "Time from forwarding a batch of commands to its last reply."),
+    ("proxy_delay_seconds", "proxy_delay", "Time from a batch's arrival from the client to its forwarding upstream."),
+    ("pause_hold_seconds", "hold_time", "How long commands were held by a pause, per pause."),
+)
+
+
+def _histogram(name: str, help_text: str, hist: Histogram) -> HistogramMetricFamily:
+    # Stats keeps one count per bucket; Prometheus buckets are cumulative.
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    # counts has one more entry than bounds (+Inf): zip stops before it, and
+    # the +Inf bucket is the total count.
+    for bound, count in zip(hist.bounds, hist.counts, strict=False):
+        running += count
+        # Go-style "0.0001", "1.0", as prometheus-client itself writes le labels.
+        buckets.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
+    buckets.append(("+Inf", hist.count))
+    return HistogramMetricFamily(f"{PREFIX}_{name}", help_text, buckets=buckets, sum_value=hist.total)
+
+
+class ProxyCollector(Collector):
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    def collect(self) -> Iterable[Metric]:
+        proxy = self.proxy
+        stats = proxy.stats
+        controller = proxy.controller
+
+        commands = CounterMetricFamily(f"{PREFIX}_commands", "Commands forwarded to the uplink, by name.", labels=["command"])
+        for command, count in sorted(stats.names().items()):
+            commands.add_metric([command.decode("ascii", "replace")], count)
+        yield commands
+        for name, attribute, help_text in _COUNTERS:
+            yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value=getattr(stats, attribute))
+
+        gauges = (
+            ("in_flight", "Commands forwarded and not yet answered.", controller.inflight),
+            ("waiting", "Commands held in client sessions (paused or queued).", controller.waiting),
+            ("open_transactions", "Sessions inside MULTI or holding WATCHed keys.", controller.txn),
+            ("clients", "Connected clients.", len(proxy.sessions)),
+            ("raw_connections", "Open listen_raw pipes.", len(proxy.raw_connections)),
+            ("uptime_seconds", "Seconds since the proxy started.", time.time() - stats.started),
+        )
+        for name, help_text, value in gauges:
+            yield GaugeMetricFamily(f"{PREFIX}_{name}", help_text, value=value)
+
+        state = GaugeMetricFamily(f"{PREFIX}_state", "The controller's state (1 for the current one).", labels=["state"])
+        for candidate in STATES:
+            state.add_metric([candidate], 1 if controller.state == candidate else 0)
+        yield state
+
+        for name, attribute, help_text in _HISTOGRAMS:
+            yield _histogram(name, help_text, getattr(stats, attribute))
+
+
+def make_registry(proxy: Proxy) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProxyCollector(proxy))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST

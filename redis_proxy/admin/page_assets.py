@@ -1,0 +1,166 @@
+"""The status page's inline stylesheet and script (no CDN, no build step).
+
+They are inlined into the page with a per-request CSP nonce, so the page works
+offline and in locked-down networks, and no other script can run on it.
+The script only ever sets textContent and class names: data from the proxy
+is never parsed as HTML.
+"""
+
+from __future__ import annotations
+
+CSS = """
+:root { color-scheme: light; --fg: #1d2330; --muted: #5f6b7a; --line: #dfe3e8; --bg: #f5f7fa; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
+header { display: flex; flex-wrap: wrap; align-items: center; gap: 16px; padding: 14px 24px; background: #fff; border-bottom: 1px solid var(--line); }
+header h1 { font-size: 18px; margin: 0; font-weight: 600; }
+header .uplink { color: var(--muted); }
+header .uplink code { font: 15px ui-monospace, SFMono-Regular, Menlo, monospace; color: var(--fg); background: var(--bg); padding: 2px 6px; border-radius: 4px; }
+header .live { margin-left: auto; font-size: 13px; color: var(--muted); }
+header .live.err { color: #b42318; }
+main { max-width: 1040px; margin: 0 auto; padding: 20px 24px 40px; }
+.state { display: inline-block; padding: 4px 14px; border-radius: 999px; font-weight: 700; letter-spacing: .03em; color: #fff; text-transform: uppercase; font-size: 14px; }
+.state-running { background: #15803d; }
+.state-pausing { background: #d97706; }
+.state-paused { background: #b91c1c; }
+.state-stopping, .state-unknown { background: #6b7280; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: 12px; margin-bottom: 20px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
+.card .label { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
+.card .value { font-size: 24px; font-weight: 600; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+.controls { display: flex; flex-wrap: wrap; align-items: center; gap: 10px; margin-bottom: 12px; }
+.controls form { margin: 0; }
+button { font: inherit; font-weight: 600; padding: 8px 18px; border-radius: 6px; border: 1px solid #9aa4b2; background: #fff; cursor: pointer; }
+button:hover { background: #eef1f5; }
+button:disabled { opacity: .5; cursor: progress; }
+button.pause { border-color: #b91c1c; color: #b91c1c; }
+button.unpause { border-color: #15803d; color: #15803d; }
+button.reload { border-color: #1d4ed8; color: #1d4ed8; }
+.result { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; padding: 10px 12px; border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; margin: 0 0 20px; }
+.result:empty { display: none; }
+.result.ok { background: #ecfdf3; border: 1px solid #abefc6; }
+.result.err { background: #fef3f2; border: 1px solid #fecdca; }
+.panels { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+@media (max-width: 700px) { .panels { grid-template-columns: 1fr; } }
+section.panel { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
+section.panel.full { grid-column: 1 / -1; }
+section.panel h2 { font-size: 15px; margin: 0 0 8px; }
+table { width: 100%; border-collapse: collapse; font-size: 14px; }
+th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td { white-space: nowrap; }
+td.empty { color: var(--muted); font-style: italic; }
+footer { margin-top: 20px; font-size: 13px; color: var(--muted); }
+footer a { color: inherit; }
+"""
+
+JS = r"""
+(function () {
+  "use strict";
+  var STATES = ["running", "pausing", "paused", "stopping"];
+  function $(id) { return document.getElementById(id); }
+  function setText(id, value) {
+    var el = $(id);
+    var text = String(value);
+    if (el && el.textContent !== text) { el.textContent = text; }
+  }
+  function fmtTime(at) { return new Date(at * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC"; }
+  function fmtDuration(s) {
+    s = Math.floor(s);
+    var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), parts = [];
+    if (d) { parts.push(d + "d"); }
+    if (d || h) { parts.push(h + "h"); }
+    if (d || h || m) { parts.push(m + "m"); }
+    parts.push(s % 60 + "s");
+    return parts.join(" ");
+  }
+  function cell(text, cls) {
+    var td = document.createElement("td");
+    td.textContent = String(text);
+    if (cls) { td.className = cls; }
+    return td;
+  }
+  function fillRows(id, rows, emptyText, columns) {
+    var body = $(id);
+    if (!body) { return; }
+    var fresh = document.createDocumentFragment();
+    rows.forEach(function (cells) {
+      var tr = document.createElement("tr");
+      cells.forEach(function (c) { tr.appendChild(cell(c[0], c[1])); });
+      fresh.appendChild(tr);
+    });
+    if (!rows.length) {
+      var tr = document.createElement("tr"), td = cell(emptyText, "empty");
+      td.colSpan = columns;
+      tr.appendChild(td);
+      fresh.appendChild(tr);
+    }
+    body.replaceChildren(fresh);
+  }
+  function apply(d) {
+    var state = $("state");
+    state.textContent = d.state_str;
+    state.className = "state state-" + (STATES.indexOf(d.state_str) >= 0 ? d.state_str : "unknown");
+    document.title = "redis-proxy: " + d.state_str;
+    setText("uplink", d.uplink);
+    setText("clients", d.clients);
+    setText("active", d.active_requests);
+    setText("waiting", d.waiting_requests);
+    setText("txn", d.open_transactions);
+    setText("raw", d.raw_connections);
+    setText("uptime", fmtDuration(d.uptime_s));
+    Object.keys(d.counters).forEach(function (k) { setText("c-" + k, d.counters[k]); });
+    fillRows("switches", d.switches.map(function (s) {
+      return [[fmtTime(s.at)], [s.from], [s.to], [s.held_ms.toFixed(1), "num"]];
+    }), "no switches yet", 4);
+    fillRows("by-name", Object.keys(d.commands_by_name).slice(0, 12).map(function (k) {
+      return [[k], [d.commands_by_name[k], "num"]];
+    }), "no commands yet", 2);
+  }
+  function live(text, ok) { var el = $("live"); el.textContent = text; el.className = ok ? "live" : "live err"; }
+  var timer = null;
+  function schedule() { clearTimeout(timer); timer = setTimeout(refresh, 1000); }
+  function refresh() {
+    fetch("info.json", { headers: { Accept: "application/json" }, cache: "no-store" })
+      .then(function (r) {
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      })
+      .then(function (d) { apply(d); live("live \u00b7 updated " + new Date().toLocaleTimeString(), true); })
+      .catch(function (e) { live("not updating: " + e.message, false); })
+      .then(schedule);
+  }
+  function showResult(cmd, ok, text) {
+    var el = $("result");
+    el.textContent = cmd + ": " + text;
+    el.className = "result " + (ok ? "ok" : "err");
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("form.cmd"), function (form) {
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var cmd = form.elements.cmd.value;
+      var buttons = document.querySelectorAll("form.cmd button");
+      Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
+      showResult(cmd, true, "\u2026");
+      fetch(form.action, {
+        method: "POST",
+        body: new URLSearchParams(new FormData(form)),
+        headers: { Accept: "application/json" }
+      })
+        .then(function (r) {
+          return r.text().then(function (text) {
+            var shown = text;
+            try { shown = JSON.stringify(JSON.parse(text)); } catch (e) { /* not JSON: show as is */ }
+            showResult(cmd, r.ok, shown);
+          });
+        })
+        .catch(function (e) { showResult(cmd, false, "request failed: " + e.message); })
+        .then(function () {
+          Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+          refresh();
+        });
+    });
+  });
+  refresh();
+})();
+"""

@@ -1,0 +1,88 @@
+"""What the admin app tells about the proxy: /info.json, the legacy /status.json, and scrubbing.
+
+Everything here is read from the live objects at request time; nothing is
+cached, so the numbers are always current and the hot path does no extra work.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis_proxy.config import redacted
+
+if TYPE_CHECKING:
+    from redis_proxy.server import Proxy
+
+# Plain integer counters of `Stats`, in the order the page shows them.
+COUNTER_FIELDS: tuple[str, ...] = (
+    "commands",
+    "error_replies",
+    "proxy_errors",
+    "bytes_from_clients",
+    "bytes_to_clients",
+    "clients_total",
+    "time_limit_kills",
+    "uplink_failures",
+    "reloads",
+    "reload_failures",
+    "switches",
+)
+
+REMOVED = "[removed]"
+
+
+def counters(proxy: Proxy) -> dict[str, int]:
+    stats = proxy.stats
+    return {name: int(getattr(stats, name)) for name in COUNTER_FIELDS}
+
+
+def commands_by_name(proxy: Proxy) -> dict[str, int]:
+    # names() folds unknown spellings into OTHER, so the keys are a bounded
+    # set of ASCII command names; most used first, which is what people look for.
+    named = proxy.stats.names()
+    ordered = sorted(named.items(), key=lambda item: (-item[1], item[0]))
+    return {name.decode("ascii", "replace"): count for name, count in ordered}
+
+
+def info(proxy: Proxy) -> dict[str, Any]:
+    """The proxy's state, counters and (redacted) config: GET /info.json."""
+    data = proxy.info()
+    data["uptime_s"] = round(time.time() - proxy.stats.started, 3)
+    data["counters"] = counters(proxy)
+    data["commands_by_name"] = commands_by_name(proxy)
+    data["config"] = redacted(proxy.config)
+    return data
+
+
+def legacy_status(proxy: Proxy) -> dict[str, Any]:
+    """The shape of the Go redis-proxy's status JSON, for existing dashboards and scripts."""
+    controller = proxy.controller
+    return {
+        "ActiveRequests": controller.inflight,
+        "WaitingRequests": controller.waiting,
+        "State": controller.state,
+        "Config": redacted(proxy.config),
+        "RawConnections": len(proxy.raw_connections),
+    }
+
+
+def passwords(proxy: Proxy) -> list[str]:
+    """Every password in the live config (uplink, listen, admin)."""
+    config = proxy.config
+    found = [config.uplink.password, config.listen.password]
+    if config.admin is not None:
+        found.append(config.admin.password)
+    return [p for p in found if p]
+
+
+def scrub(proxy: Proxy, text: str) -> str:
+    """Remove the live config's passwords from a message meant for the operator.
+
+    Error messages are written not to contain secrets; this is a second line
+    of defence for text that comes from elsewhere (e.g. an uplink's reply),
+    since an admin page may be shown to people who must not see them.
+    """
+    for secret in sorted(passwords(proxy), key=len, reverse=True):
+        text = text.replace(secret, REMOVED)
+    return text
