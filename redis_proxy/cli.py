@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
 from redis_proxy import __version__
-from redis_proxy.config import Config, ConfigError, load_config
+from redis_proxy.config import Config, ConfigError, load_config, parse_tcp_addr
 from redis_proxy.server import Proxy, run
 from redis_proxy.uplink import UplinkError, check_uplink
 
@@ -48,6 +49,9 @@ async def _check(config: Config) -> int:
         print("ok: config schema and files")
         for name in contexts:
             print(f"ok: {name} TLS certificate and key")
+        for name, addr in _tcp_listeners(config):
+            _probe_bind(name, addr)
+            print(f"ok: {name} can listen on {addr}")
         uplink_ssl = Proxy.make_uplink_ssl(None, config)  # type: ignore[arg-type]
         print(f"ok: {await check_uplink(config.uplink, uplink_ssl)}")
     except ConfigError as exc:
@@ -58,6 +62,28 @@ async def _check(config: Config) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UPLINK
     return 0
+
+
+def _tcp_listeners(config: Config) -> list[tuple[str, str]]:
+    out = []
+    for name in ("listen", "listen_raw", "admin"):
+        section = getattr(config, name)
+        if section is not None and getattr(section, "network", "tcp") == "tcp":
+            out.append((name, section.addr))
+    return out
+
+
+def _probe_bind(name: str, addr: str) -> None:
+    """Bind (and release) a listener's address, so --check catches a port in use."""
+    host, port = parse_tcp_addr(addr)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, sockaddr = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+    except OSError as exc:
+        raise ConfigError([f"{name}.addr: cannot listen on {addr}: {exc.strerror or exc}"]) from None
 
 
 async def _start(config: Config, path: str) -> int:

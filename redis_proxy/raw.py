@@ -28,6 +28,7 @@ class _End(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.other: _End | None = None
         self.early: list[bytes] = []
+        self.early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
@@ -44,7 +45,12 @@ class _End(asyncio.Protocol):
             self.early.append(data)
 
     def eof_received(self) -> bool:
-        if self.other is not None and self.other.transport is not None and self.other.transport.can_write_eof():
+        if self.other is None:
+            # Half-closed before the uplink side is up (`printf PING | nc -N`):
+            # pass the EOF on once the early bytes are through.
+            self.early_eof = True
+            return True
+        if self.other.transport is not None and self.other.transport.can_write_eof():
             self.other.transport.write_eof()
             return True
         return False
@@ -98,6 +104,8 @@ class RawPipe:
         if self.client.early and uplink.transport is not None:
             uplink.transport.writelines(self.client.early)
             self.client.early = []
+        if self.client.early_eof and uplink.transport is not None and uplink.transport.can_write_eof():
+            uplink.transport.write_eof()
         if self.client.transport is not None:
             self.client.transport.resume_reading()
 

@@ -322,7 +322,8 @@ class RequestFramer:
                     continue
                 # one argument: "$len\r\n" body "\r\n"
                 if buf[pos] != 36:
-                    raise ProtocolError(f"expected '$', got '{chr(buf[pos])}'")
+                    got = chr(buf[pos]) if 32 <= buf[pos] < 127 else f"\\x{buf[pos]:02x}"
+                    raise ProtocolError(f"expected '$', got '{got}'")
                 nl = buf.find(_CRLF, pos)
                 if nl < 0:
                     if end - pos > MAX_INLINE_LEN:

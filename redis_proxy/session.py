@@ -23,7 +23,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import hiredis
 
@@ -104,8 +104,9 @@ class ClientSession(asyncio.Protocol):
         self.uplink: UplinkConnection | None = None
         self.uplink_generation = -1
         self._connect_task: asyncio.Task[None] | None = None
-        # Commands not yet forwarded: (args, raw bytes if known, arrival time).
-        self.queue: deque[tuple[list[bytes], list[bytes] | None, float]] = deque()
+        # Commands not yet forwarded: (args, raw bytes if known, arrival time);
+        # or (None, a reply of the proxy's own that must keep its place, time).
+        self.queue: deque[tuple[list[bytes] | None, Any, float]] = deque()
         self._queued_bytes = 0
         self.pending: deque[list] = deque()
         self.outstanding = 0  # forwarded commands without a complete reply: this session's share of in-flight
@@ -160,8 +161,9 @@ class ClientSession(asyncio.Protocol):
         for batch in getattr(exc, "batches", []):
             self._on_batch(batch)
         error = _Local(_error(f"ERR Protocol error: {exc}"), self._close_after_write)
-        if self.queue or self._connect_task is not None:
-            self._fail(f"ERR Protocol error: {exc}")  # held commands would have to wait: end now
+        if self.queue:  # behind the held commands, in order
+            self.queue.append((None, error, self.loop.time()))
+            self._drain()
         else:
             self._reply_local(error)
 
@@ -320,6 +322,10 @@ class ClientSession(asyncio.Protocol):
 
         while self.queue and self._may_send():
             command, raw, arrived = self.queue.popleft()
+            if command is None:
+                flush()
+                self._reply_local(raw)
+                continue
             self._queued_bytes -= sum(map(len, raw)) if raw is not None else sum(map(len, command))
             self.stats.proxy_delay.observe(now - arrived)
             action = self._route(command)
@@ -713,6 +719,9 @@ class ClientSession(asyncio.Protocol):
             return
         while self.queue:
             command, raw, _ = self.queue.popleft()
+            if command is None:
+                self._reply_local(raw)
+                continue
             self._queued_bytes -= sum(map(len, raw)) if raw is not None else sum(map(len, command))
             self.stats.proxy_errors += 1
             self._reply_local(_Local(_error(text)))

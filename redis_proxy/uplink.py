@@ -251,7 +251,8 @@ async def open_uplink(
     except ssl.SSLError as exc:
         raise UplinkError(f"TLS handshake with uplink {where} failed: {exc.reason or exc}") from None
     except TimeoutError:
-        raise UplinkError(f"cannot connect to uplink {where}: timed out after {timeout:g} s") from None
+        hint = " (the TLS handshake did not finish: does the uplink speak TLS?)" if ssl_context is not None else ""
+        raise UplinkError(f"cannot connect to uplink {where}: timed out after {timeout:g} s{hint}") from None
     except OSError as exc:
         raise UplinkError(f"cannot connect to uplink {where}: {exc.strerror or exc}") from None
     return connection
