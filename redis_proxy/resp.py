@@ -167,7 +167,7 @@ class RequestFramer:
         """
         if not data:
             return []
-        if self.in_command():
+        if self._buf or self._carry or self._nargs:  # in the middle of a command
             # Finish the command in progress exactly; what follows it starts
             # on a boundary and may take the fast path again.
             out, rest = self._slow(data, finish_one=True)
@@ -556,7 +556,12 @@ class ReplyFramer:
     def feed(self, data: bytes) -> list[object]:
         if not data:
             return []
-        if self._fast_ok and not self.in_reply() and data[0] not in b"|!" and not _HIREDIS_UNSAFE_REPLY.search(data):
+        if (
+            self._fast_ok
+            and not (self._head or self._skip or self._stack)
+            and data[0] not in b"|!"
+            and not _HIREDIS_UNSAFE_REPLY.search(data)
+        ):
             reader = self._reader
             replies: list[object] = []
             try:
