@@ -12,7 +12,8 @@ from typing import Any
 
 from redis_proxy import __version__
 from redis_proxy.config import Config, ConfigError, load_config, parse_tcp_addr
-from redis_proxy.server import Proxy, run
+from redis_proxy.server import listener_tls, run
+from redis_proxy.tls import uplink_context
 from redis_proxy.uplink import UplinkError, check_uplink
 
 log = logging.getLogger("redis_proxy")
@@ -45,14 +46,14 @@ def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
 
 async def _check(config: Config) -> int:
     try:
-        contexts = Proxy.prepare_tls(None, config)  # type: ignore[arg-type]
+        contexts = listener_tls(config)
         print("ok: config schema and files")
         for name in contexts:
             print(f"ok: {name} TLS certificate and key")
         for name, addr in _tcp_listeners(config):
             _probe_bind(name, addr)
             print(f"ok: {name} can listen on {addr}")
-        uplink_ssl = Proxy.make_uplink_ssl(None, config)  # type: ignore[arg-type]
+        uplink_ssl = uplink_context(config.uplink)
         print(f"ok: {await check_uplink(config.uplink, uplink_ssl)}")
     except ConfigError as exc:
         for line in exc.problems:
@@ -89,7 +90,7 @@ def _probe_bind(name: str, addr: str) -> None:
 async def _start(config: Config, path: str) -> int:
     """Refuse to start against an uplink that cannot be used; then serve."""
     try:
-        await check_uplink(config.uplink, Proxy.make_uplink_ssl(None, config))  # type: ignore[arg-type]
+        await check_uplink(config.uplink, uplink_context(config.uplink))
     except ConfigError as exc:
         for line in exc.problems:
             log.error("%s", line)

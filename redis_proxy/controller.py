@@ -63,6 +63,7 @@ class Controller:
         self.switches: deque[Switch] = deque(maxlen=20)
         self._changed = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._txn_timer: asyncio.TimerHandle | None = None
 
     # -- state --------------------------------------------------------------
 
@@ -117,9 +118,25 @@ class Controller:
         if self.state == RUNNING:
             self.paused_since = time.monotonic()
             self._set_state(PAUSING)
+            if self.time_limit:
+                # A transaction (MULTI or WATCH) holds a pause like a command
+                # in flight, and is bounded the same way.
+                loop = asyncio.get_running_loop()
+                self._txn_timer = loop.call_later(self.time_limit, self._expire_transactions)
             self.check_idle()
 
+    def _expire_transactions(self) -> None:
+        self._txn_timer = None
+        if self.state != PAUSING:
+            return
+        for session in list(self.proxy.sessions):
+            if session.in_txn:
+                session.end_for_time_limit("transaction still open after read_time_limit_ms while pausing")
+
     def _resume(self) -> None:
+        if self._txn_timer is not None:
+            self._txn_timer.cancel()
+            self._txn_timer = None
         if self.state in (PAUSING, PAUSED):
             if self.paused_since is not None:
                 self.proxy.stats.hold_time.observe(time.monotonic() - self.paused_since)
@@ -201,15 +218,16 @@ class Controller:
         if problems:
             raise ControlError("\n".join(problems))
         try:
-            tls = proxy.prepare_tls(new)
+            proxy.prepare_tls(new)
             uplink_ssl = proxy.make_uplink_ssl(new)
             checked = await check_uplink(new.uplink, uplink_ssl, timeout=5.0)
+            proxy.rotate_certificates(new)
         except (ConfigError, UplinkError) as exc:
             raise ControlError(str(exc)) from None
         log.info("reload: new config is valid (%s)", checked)
         old_addr = proxy.config.uplink.addr
         if new.uplink == proxy.config.uplink:
-            proxy.apply_config(new, tls, uplink_ssl)
+            proxy.apply_config(new, uplink_ssl)
             self._set_time_limit(new.read_time_limit_ms)
             return {"switched": False, "held_ms": 0.0, "uplink": new.uplink.addr}
         started = time.monotonic()
@@ -221,11 +239,17 @@ class Controller:
             if not self.operator_paused and self.state != RUNNING:
                 self._resume()
             raise ControlError(f"reload aborted, nothing changed: {exc}") from None
-        proxy.apply_config(new, tls, uplink_ssl)
-        self._set_time_limit(new.read_time_limit_ms)
-        self.generation += 1
-        for session in list(proxy.sessions):
-            session.switch_uplink()
+        try:
+            proxy.apply_config(new, uplink_ssl)
+            self._set_time_limit(new.read_time_limit_ms)
+            self.generation += 1
+            for session in list(proxy.sessions):
+                session.switch_uplink()
+        except Exception as exc:  # never leave clients held by a failed reload
+            log.exception("reload: switching failed")
+            if not self.operator_paused:
+                self._resume()
+            raise ControlError(f"reload failed while switching: {exc}") from None
         held = time.monotonic() - started
         stay_paused = self.operator_paused
         if not stay_paused:

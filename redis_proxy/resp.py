@@ -134,6 +134,16 @@ def _parse_length(line: bytes | bytearray, what: str, limit: int, negative_ok: b
     return value
 
 
+def _then(out: list[Batch], more: Callable[[bytes], list[Batch]], rest: bytes) -> list[Batch]:
+    """`out` followed by the batches of `rest`; if `rest` holds a protocol
+    error, the error carries `out` too, so those commands still run."""
+    try:
+        return out + more(rest)
+    except ProtocolError as exc:
+        exc.batches = out + getattr(exc, "batches", [])  # type: ignore[attr-defined]
+        raise
+
+
 class RequestFramer:
     """Splits a client's byte stream into whole commands."""
 
@@ -171,7 +181,7 @@ class RequestFramer:
             # Finish the command in progress exactly; what follows it starts
             # on a boundary and may take the fast path again.
             out, rest = self._slow(data, finish_one=True)
-            return out + self.feed(rest) if rest else out
+            return _then(out, self.feed, rest) if rest else out
         if (
             data[0] == 42
             and not _LARGE_ARRAY.search(data)
@@ -186,7 +196,7 @@ class RequestFramer:
                 # The read ends inside a command: the whole ones go out, the
                 # exact path takes the rest.
                 out = [Batch(commands, [data[:used]])] if commands else []
-                return out + self._slow(data[used:])[0]
+                return _then(out, lambda rest: self._slow(rest)[0], data[used:])
         return self._slow(data)[0]
 
     def _fast(self, data: bytes) -> tuple[list[list[bytes]], int] | None:
@@ -606,8 +616,8 @@ class ReplyFramer:
                 continue
             nl = data.find(_CRLF, pos)
             if nl < 0:
-                if end - pos > MAX_INLINE_LEN:
-                    raise ProtocolError("reply header line too long")
+                # No cap: the server is trusted, and a simple or error line
+                # can be long (a Lua error_reply, say).
                 self._head = data[pos:]
                 break
             kind = data[pos]

@@ -51,17 +51,22 @@ class Proxy:
     # -- config and TLS -----------------------------------------------------------
 
     def prepare_tls(self, config: Config) -> dict[str, ssl.SSLContext]:
-        """Server TLS contexts for the listeners that use TLS (raises ConfigError)."""
-        contexts: dict[str, ssl.SSLContext] = {}
-        for name in _LISTENERS:
-            section = getattr(config, name)
-            if section is not None and section.tls:
-                assert section.certfile and section.keyfile
-                contexts[name] = server_context(section.certfile, section.keyfile, where=name)
-        return contexts
+        return listener_tls(config)
 
     def make_uplink_ssl(self, config: Config) -> ssl.SSLContext | None:
         return uplink_context(config.uplink)
+
+    def rotate_certificates(self, new: Config) -> None:
+        """Load the new config's listener certificates into the live TLS contexts,
+        so new handshakes use them and open connections are untouched.
+        Done while validating a reload, before any pause (raises ConfigError)."""
+        for name, context in self.tls.items():
+            section = getattr(new, name)
+            if section is not None and section.tls:
+                try:
+                    context.load_cert_chain(section.certfile, section.keyfile)
+                except (OSError, ssl.SSLError) as exc:
+                    raise ConfigError([f"{name}.certfile: cannot load the certificate: {exc}"]) from None
 
     def reload_problems(self, new: Config) -> list[str]:
         problems = self.config.listen_addresses_changed(new)
@@ -73,13 +78,8 @@ class Proxy:
                     problems.append(line)
         return problems
 
-    def apply_config(self, new: Config, tls: dict[str, ssl.SSLContext], uplink_ssl: ssl.SSLContext | None) -> None:
-        """Take a validated config. Listener certificates are loaded into the live
-        contexts, so new handshakes use them and open connections are untouched."""
-        for name, context in self.tls.items():
-            section = getattr(new, name)
-            if name in tls and section is not None:
-                context.load_cert_chain(section.certfile, section.keyfile)
+    def apply_config(self, new: Config, uplink_ssl: ssl.SSLContext | None) -> None:
+        """Take a validated config (no I/O: certificates were loaded while validating)."""
         self.config = new
         self.log_messages = new.log_messages
         self.uplink_ssl = uplink_ssl
@@ -179,6 +179,17 @@ class Proxy:
             "uplink": self.config.uplink.addr,
             "addresses": dict(self.addresses),
         }
+
+
+def listener_tls(config: Config) -> dict[str, ssl.SSLContext]:
+    """Server TLS contexts for the listeners that use TLS (raises ConfigError)."""
+    contexts: dict[str, ssl.SSLContext] = {}
+    for name in _LISTENERS:
+        section = getattr(config, name)
+        if section is not None and section.tls:
+            assert section.certfile and section.keyfile
+            contexts[name] = server_context(section.certfile, section.keyfile, where=name)
+    return contexts
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hiredis
 
+from redis_proxy.sockets import set_nodelay
 from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, is_message, is_unsubscribe_reply, kind_of
 from redis_proxy.resp import Batch, ProtocolError, Reply, ReplyFramer, RequestFramer, as_reply, encode_command, is_error_value
 from redis_proxy.uplink import SessionState, UplinkConnection, UplinkError, connect_session
@@ -72,6 +72,34 @@ class _Local:
 _SUBSCRIBED = object()
 
 
+class _SubscribeGroup:
+    """A RESP2 (P|S)SUBSCRIBE of n channels: n confirmations, unless the server
+    refuses it (ACL), which is one error. The first reply decides."""
+
+    __slots__ = ("session", "target", "added", "count", "starts_pubsub", "rest")
+
+    def __init__(self, session: ClientSession, target: set[bytes], added: list[bytes], count: int, starts_pubsub: bool) -> None:
+        self.session = session
+        self.target = target
+        self.added = added
+        self.count = count
+        self.starts_pubsub = starts_pubsub
+        self.rest: list | None = None  # the pending entry for confirmations 2..n
+
+    def __call__(self, reply: Reply) -> None:
+        if not reply.is_error:
+            return
+        session = self.session
+        pending = session.pending
+        if self.rest is not None and len(pending) > 1 and pending[1] is self.rest:
+            del pending[1]
+            session.outstanding -= self.rest[0]
+            session.ctl.inflight -= self.rest[0]
+        self.target.difference_update(self.added)
+        session._sub_sent = session.state.subscribed
+        session._sub_recv = session.state.subscribed
+
+
 def _error(text: str) -> bytes:
     return b"-" + text.replace("\r", " ").replace("\n", " ").encode() + b"\r\n"
 
@@ -115,6 +143,9 @@ class ClientSession(asyncio.Protocol):
         self.in_txn = False
         self._sub_sent = False  # RESP2 pub/sub mode, as of the commands forwarded
         self._sub_recv = False  # ... and as of the replies received
+        self._txn_effects: list[Callable[[Reply], None]] = []  # state changes queued inside MULTI
+        self._deferred: list[_Local] = []  # proxy replies waiting for the client stream's frame boundary
+        self._switch_due = False  # a switch waits for the frame boundary too
         self._pushes = False  # RESP3 with subscriptions: pushes can arrive between replies
         self._direct = False  # nothing unusual: whole batches may go straight upstream
         self._barrier = 0  # proxy-answered replies waiting for earlier upstream replies
@@ -130,9 +161,7 @@ class ClientSession(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(transport)
         self.proxy.sessions.add(self)
         self.stats.clients_total += 1
         if self.ctl.closing:
@@ -227,6 +256,8 @@ class ClientSession(asyncio.Protocol):
             log.error("client %s: invalid reply from the uplink (%s); closing", self.peer, exc)
             self._fail(None)
             return
+        if (self._deferred or self._switch_due) and not self.replies.in_reply():
+            self._at_frame_boundary()
         if not replies:
             return
         if 45 in data:  # b"-": only then can there be error replies to count
@@ -316,14 +347,26 @@ class ClientSession(asyncio.Protocol):
 
     def _expect(self, count: int, now: float, special: object = None) -> None:
         """Record commands just forwarded as in flight (`count` replies expected)."""
-        if special is _SUBSCRIBED:
-            # Pub/sub mode starts with the first confirmation, once the
-            # replies before it are through.
-            if self.pending:
-                self.pending.append([0, now, special])
-            else:
-                self._sub_recv = True
-            special = None
+        if type(special) is _SubscribeGroup:
+            if special.starts_pubsub:
+                # Pub/sub mode starts with the first confirmation, once the
+                # replies before it are through.
+                if self.pending:
+                    self.pending.append([0, now, _SUBSCRIBED])
+                else:
+                    self._sub_recv = True
+            # Two entries: the first confirmation (which may be a refusal),
+            # then the rest, which a refusal takes away again.
+            self.pending.append([1, now, special])
+            if count > 1:
+                special.rest = [count - 1, now, None]
+                self.pending.append(special.rest)
+            self.outstanding += count
+            self.ctl.inflight += count
+            self.stats.commands += 1
+            if self._timer is None and self.ctl.time_limit:
+                self._arm_timer()
+            return
         if count:
             self.pending.append([count, now, special])
             self.outstanding += count
@@ -393,6 +436,11 @@ class ClientSession(asyncio.Protocol):
             self._emit_local(local)
 
     def _emit_local(self, local: _Local) -> None:
+        if self.replies.in_reply():
+            # Part of an upstream frame (a pub/sub message) is already out:
+            # this reply goes after it.
+            self._deferred.append(local)
+            return
         if self.transport is not None and not self.closing:
             self.transport.write(local.data)
             self.stats.bytes_to_clients += len(local.data)
@@ -417,7 +465,7 @@ class ClientSession(asyncio.Protocol):
         """What to do with one command: None to forward it as plain, a _Local
         reply, or (special, replies expected, bytes to send instead or None)."""
         kind = kind_of(command[0])
-        if not self.authed and kind not in (Kind.AUTH, Kind.HELLO, Kind.QUIT):
+        if not self.authed and kind not in (Kind.AUTH, Kind.HELLO, Kind.QUIT, Kind.RESET):
             self.stats.proxy_errors += 1
             return _Local(NOAUTH)
         if kind == Kind.PLAIN:
@@ -454,25 +502,42 @@ class ClientSession(asyncio.Protocol):
         elif kind in (Kind.EXEC, Kind.DISCARD):
             if self.in_multi:  # without MULTI, Redis refuses them and a WATCH stays in force
                 self._set_txn(False, False)
+                if kind == Kind.EXEC:
+                    return (self._exec_reply, 1, None)
+                self._txn_effects = []
         elif kind == Kind.WATCH:
             self._set_txn(self.in_multi, self.watching or not self.in_multi)
         elif kind == Kind.UNWATCH:
             self._set_txn(self.in_multi, False if not self.in_multi else self.watching)
-        elif kind == Kind.SUBSCRIBE:
-            return self._subscribe(name, command[1:])
-        elif kind == Kind.UNSUBSCRIBE:
+        elif kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE):
+            if self.in_multi:
+                self.stats.proxy_errors += 1
+                return _Local(_error(f"ERR {name.decode()} inside MULTI is not supported by redis-proxy"))
+            if kind == Kind.SUBSCRIBE:
+                return self._subscribe(name, command[1:])
             return self._unsubscribe(name, command[1:])
         return self._tracked(None)
 
     def _tracked(self, on_ok: Callable[[Reply], None] | None) -> tuple[object, int, None] | None:
         if on_ok is None:
             return None
+        in_multi = self.in_multi
 
         def on_reply(reply: Reply) -> None:
-            if not reply.is_error:
+            if reply.is_error:
+                return
+            if in_multi:  # only +QUEUED: it happens if and when EXEC runs
+                self._txn_effects.append(on_ok)
+            else:
                 on_ok(reply)
 
         return (on_reply, 1, None)
+
+    def _exec_reply(self, reply: Reply) -> None:
+        effects, self._txn_effects = self._txn_effects, []
+        if not reply.is_error and not reply.is_nil:  # EXEC ran the transaction
+            for effect in effects:
+                effect(reply)
 
     def _auth(self, args: list[bytes], name: bytes) -> _Local:
         expected = self.proxy.config.listen.password
@@ -518,11 +583,16 @@ class ClientSession(asyncio.Protocol):
                 b"<proto> AUTH <user> <pass> option can be used to authenticate the client and select the "
                 b"RESP protocol version at the same time\r\n"
             )
+        # Commands pipelined behind HELLO are already in the new protocol:
+        # take it now, and go back if HELLO is refused.
+        previous = self.state.resp3
+        if version is not None and version in (b"2", b"3"):
+            self.state.resp3 = version == b"3"
+
         def on_reply(reply: Reply) -> None:
             if reply.is_error:
+                self.state.resp3 = previous
                 return
-            if version is not None:
-                self.state.resp3 = version == b"3"
             if name is not None:
                 self.state.name = name or None
             self._update_pushes()
@@ -545,16 +615,17 @@ class ClientSession(asyncio.Protocol):
     def _subscribe(self, name: bytes, channels: list[bytes]) -> tuple[object, int, None] | None:
         if not channels:
             return None  # Redis answers the arity error
-        self._subscription_set(name).update(channels)
-        self._update_pushes()
+        target = self._subscription_set(name)
+        added = [channel for channel in dict.fromkeys(channels) if channel not in target]
+        target.update(channels)
         if self.state.resp3:
+            self._pushes = True
             return (None, 0, None)  # confirmations are pushes, not replies
         # RESP2: one confirmation per channel. From the first one on, the
         # stream may carry messages, which answer no command.
-        if self._sub_sent:
-            return (None, len(channels), None)
+        group = _SubscribeGroup(self, target, added, len(channels), starts_pubsub=not self._sub_sent)
         self._sub_sent = True
-        return (_SUBSCRIBED, len(channels), None)
+        return (group, len(channels), None)
 
     def _unsubscribe(self, name: bytes, channels: list[bytes]) -> tuple[object, int, None]:
         target = self._subscription_set(name)
@@ -566,11 +637,13 @@ class ClientSession(asyncio.Protocol):
         else:
             target.clear()
         if self.state.resp3:
+            self._pushes = True  # confirmations are pushes, even with nothing subscribed
             return (None, 0, None)
         self._sub_sent = self.state.subscribed
         return (None, confirmations, None)
 
     def _update_pushes(self) -> None:
+        # Once a RESP3 connection has used pub/sub, pushes may come at any time.
         self._pushes = self.state.resp3 and (self.state.subscribed or self._pushes)
 
     def _set_txn(self, in_multi: bool, watching: bool) -> None:
@@ -593,6 +666,7 @@ class ClientSession(asyncio.Protocol):
         self.state = SessionState()
         self._sub_sent = self._sub_recv = self._pushes = False
         self._set_txn(False, False)
+        self._txn_effects = []
         self.authed = self.proxy.config.listen.password is None
         self.replies = ReplyFramer()
 
@@ -726,11 +800,16 @@ class ClientSession(asyncio.Protocol):
         if self.closing:
             uplink.close()
             return
+        if uplink.closed:  # went away between the handshake and now (e.g. "max clients reached")
+            self.stats.uplink_failures += 1
+            log.warning("client %s: the uplink closed the new connection: %s", self.peer, uplink.lost)
+            self._refuse_held(f"ERR upstream unavailable: {uplink.lost or 'connection closed'}")
+            return
         self._drop_uplink()
         self.uplink = uplink
         self.uplink_generation = generation
         self.replies = ReplyFramer()
-        uplink.sink = self
+        unclaimed = uplink.attach(self)
         if self._client_paused and uplink.transport is not None:
             uplink.transport.pause_reading()
         # The replayed subscriptions put the new connection in pub/sub mode.
@@ -738,8 +817,9 @@ class ClientSession(asyncio.Protocol):
         self._update_pushes()
         for message in forward:
             self.uplink_data(message)
-        if leftover:
-            self.uplink_data(leftover)
+        for data in (leftover, *unclaimed):
+            if data:
+                self.uplink_data(data)
         if self.generation_stale():
             self._drop_uplink()
             if self.state.subscribed:
@@ -768,9 +848,18 @@ class ClientSession(asyncio.Protocol):
         uplink = self.uplink
         self.uplink = None
         self._direct = False
+        self._resume_reading("uplink")  # that connection's write buffer goes with it
         if uplink is not None:
             uplink.sink = None
             uplink.close()
+
+    def _at_frame_boundary(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for local in deferred:
+            self._emit_local(local)
+        if self._switch_due:
+            self._switch_due = False
+            self.switch_uplink()
 
     def resume(self) -> None:
         """The gate opened: send what was held."""
@@ -782,6 +871,9 @@ class ClientSession(asyncio.Protocol):
 
         Subscribed clients wait for no command of their own, so they reconnect now.
         """
+        if self.replies.in_reply():  # a pub/sub message is half through: finish it first
+            self._switch_due = True
+            return
         self._drop_uplink()
         if self.state.subscribed:
             self._connect()
@@ -797,8 +889,19 @@ class ClientSession(asyncio.Protocol):
             line = _error(text)
             self.transport.write(line * max(1, self.outstanding))
         self._drop_uplink()
+        # The proxy stops waiting for this client now, not when its transport
+        # has flushed (a client that does not read may never let it).
+        self._settle_outstanding()
+        self._set_txn(False, False)
+        if not self.ctl.open:
+            self.ctl.check_idle()
         if self.transport is not None:
             self.transport.close()
+
+    def end_for_time_limit(self, why: str) -> None:
+        self.stats.time_limit_kills += 1
+        log.warning("client %s: %s; closing", self.peer, why)
+        self._fail(f"ERR {why}")
 
     def close(self) -> None:
         """Shutdown: close both connections now."""
@@ -816,10 +919,16 @@ class ClientSession(asyncio.Protocol):
                 self.transport.resume_reading()
 
 
+# Commands whose arguments may carry passwords: logged without them.
+_SECRET_ARGS = {b"AUTH": 1, b"HELLO": 1, b"CONFIG": 2, b"ACL": 2, b"MIGRATE": 1}
+
+
 def _describe_command(command: list[bytes]) -> str:
     name = command[0].upper()
-    if name in (b"AUTH", b"HELLO"):
-        return f"{name.decode()} [arguments removed]"
+    keep = _SECRET_ARGS.get(name)
+    if keep is not None:
+        shown = " ".join(repr(arg)[2:-1] for arg in command[:keep])
+        return f"{shown} [arguments removed]"
     text = " ".join(repr(arg)[2:-1] for arg in command[:8])
     if len(command) > 8:
         text += f" ... ({len(command)} arguments)"

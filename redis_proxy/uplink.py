@@ -10,12 +10,12 @@ replies so the client never sees them.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from redis_proxy.sockets import set_nodelay
 from redis_proxy.commands import is_message, is_subscribe_reply
 from redis_proxy.config import UplinkConfig, parse_tcp_addr
 from redis_proxy.resp import ProtocolError, Reply, ReplyFramer, encode_command
@@ -96,29 +96,41 @@ class UplinkConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sink: UplinkSink | None = None
         self.closed = False
+        self.lost: Exception | None = None  # why the connection ended before a sink took it
         self._handshake: _Handshake | None = None
+        # Bytes that arrive after the handshake and before a session attaches
+        # (a few loop turns) wait here, so nothing of the stream is dropped.
+        self._unclaimed: list[bytes] = []
 
     # -- asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         sink = self.sink
         if sink is not None:
             sink.uplink_data(data)
-        elif self._handshake is not None:
+        elif self._handshake is not None and not self._handshake.done.done():
             self._handshake.feed(data)
+        else:
+            self._unclaimed.append(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.sink is not None:
             self.sink.uplink_lost(self, exc)
-        elif self._handshake is not None:
+            return
+        self.lost = exc or UplinkError("the uplink closed the connection")
+        if self._handshake is not None:
             self._handshake.fail(UplinkError("the uplink closed the connection during the handshake"))
+
+    def attach(self, sink: UplinkSink) -> list[bytes]:
+        """Hand the connection to a session; returns the bytes that arrived before it did."""
+        self.sink = sink
+        unclaimed, self._unclaimed = self._unclaimed, []
+        return unclaimed
 
     def pause_writing(self) -> None:
         if self.sink is not None:

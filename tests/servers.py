@@ -66,6 +66,16 @@ _handed_out_ports: set[int] = set()
 _ports_lock = threading.Lock()
 
 
+def recv_line(sock: socket.socket) -> bytes:
+    """One CRLF-terminated line from a raw socket (byte by byte: tests only)."""
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(1)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return data
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is currently free.
 
@@ -198,7 +208,28 @@ def redis_server_version() -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups()) if match else ()
 
 
-class RedisServer:
+class _Managed:
+    """A process a test starts and closes: usable as a context manager."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RedisServer(_Managed):
     """A real ``redis-server`` on 127.0.0.1, without persistence, in its own tmp dir.
 
     ``unixsocket``: a path, or True for a socket in the server's own
@@ -379,17 +410,6 @@ class RedisServer:
         shutil.rmtree(self.directory, ignore_errors=True)
         self._closed = True
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RedisServer {self.addr} {state}{' tls' if self.tls else ''}>"
@@ -488,7 +508,7 @@ def proxy_config(
     return config
 
 
-class ProxyProcess:
+class ProxyProcess(_Managed):
     """``python -m redis_proxy -f CONFIG`` as a real child process.
 
     The config dict is written to ``<directory>/config.json``; stdout and
@@ -707,17 +727,6 @@ class ProxyProcess:
         if self._owns_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
         self._closed = True
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

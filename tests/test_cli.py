@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from servers import REPO_ROOT, ProxyProcess, RedisServer, free_port, proxy_config, wait_until
+from servers import recv_line, REPO_ROOT, ProxyProcess, RedisServer, free_port, proxy_config, wait_until
 
 ProxyFactory = Callable[..., ProxyProcess]
 
@@ -68,15 +68,6 @@ def read_to_eof(sock: socket.socket) -> bytes:
     while data := sock.recv(65536):
         chunks.append(data)
     return b"".join(chunks)
-
-
-def recv_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(1)
-        assert chunk, f"connection closed after {data!r}"
-        data += chunk
-    return data
 
 
 def test_check_prints_what_it_checked(redis_server: RedisServer, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from servers import ProxyProcess, RedisServer, free_port, proxy_config, wait_until
+from servers import recv_line, ProxyProcess, RedisServer, free_port, proxy_config, wait_until
 
 ProxyFactory = Callable[..., ProxyProcess]
 
@@ -41,18 +41,9 @@ def unix(path: Path | str, timeout: float = 5.0) -> socket.socket:
     return sock
 
 
-def line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(1)
-        assert chunk, f"connection closed after {data!r}"
-        data += chunk
-    return data
-
-
 def talk(sock: socket.socket, data: bytes) -> bytes:
     sock.sendall(data)
-    return line(sock)
+    return recv_line(sock)
 
 
 def to_eof(sock: socket.socket) -> bytes:
@@ -101,7 +92,7 @@ def test_unix_sockets_for_listen_listen_raw_and_uplink(
     wait_until(lambda: unix(listen_raw, timeout=1), message="listen_raw accepts connections")
     raw = unix(listen_raw)
     assert talk(raw, b"GET k\r\n") == b"$8\r\n"
-    assert line(raw) == b"via-unix\r\n"
+    assert recv_line(raw) == b"via-unix\r\n"
     raw_id = int(talk(raw, b"CLIENT ID\r\n")[1:])
     assert "U" in client_info(server, raw_id)["flags"]
 
@@ -130,7 +121,7 @@ def test_raw_bytes_pass_through_unparsed(redis_server: RedisServer, proxy_factor
     mon = tcp(port)
     assert talk(mon, b"MONITOR\r\n") == b"+OK\r\n"
     redis_server.client().set("seen-by-monitor", "1")
-    wait_until(lambda: b"seen-by-monitor" in line(mon))
+    wait_until(lambda: b"seen-by-monitor" in recv_line(mon))
 
     # A protocol error is Redis's to report; Redis closes, so the proxy closes the client.
     bad = tcp(port)
@@ -141,7 +132,7 @@ def test_raw_bytes_pass_through_unparsed(redis_server: RedisServer, proxy_factor
     value = os.urandom(10 * 1024 * 1024)
     big = tcp(port, timeout=30)
     big.sendall(b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n%s\r\n" % (len(value), value))
-    assert line(big) == b"+OK\r\n"
+    assert recv_line(big) == b"+OK\r\n"
     assert talk(big, b"GET big\r\n") == b"$%d\r\n" % len(value)
     body = bytearray()
     while len(body) < len(value) + 2:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 
-from servers import REPO_ROOT, ProxyProcess, RedisServer, free_port, proxy_config, wait_until
+from servers import recv_line, REPO_ROOT, ProxyProcess, RedisServer, free_port, proxy_config, wait_until
 
 if TYPE_CHECKING:
     from certs import CertFiles
@@ -50,15 +50,6 @@ def tls_socket(port: int, ca: Path) -> ssl.SSLSocket:
     return context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="127.0.0.1")
 
 
-def read_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(1)
-        assert chunk, f"connection closed after {data!r}"
-        data += chunk
-    return data
-
-
 def test_tls_listen_and_listen_raw(
     redis_server: RedisServer, proxy_factory: ProxyFactory, certs: "CertFiles", tmp_path: Path
 ) -> None:
@@ -82,7 +73,7 @@ def test_tls_listen_and_listen_raw(
     # listen_raw over TLS (ProxyProcess only waits for listen, so wait for it).
     raw = wait_until(lambda: tls_socket(raw_port, certs.ca_cert), message="listen_raw accepts TLS")
     raw.sendall(b"GET k\r\n")
-    assert read_line(raw) == b"$8\r\n" and read_line(raw) == b"over-tls\r\n"
+    assert recv_line(raw) == b"$8\r\n" and recv_line(raw) == b"over-tls\r\n"
     raw.close()
 
 
