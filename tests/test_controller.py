@@ -1123,3 +1123,72 @@ def test_sighup_with_an_invalid_config_keeps_the_old_one(redis_factory: Factory,
     wait_until(lambda: proxy.log().count("reload refused") == 2, timeout=10, message="second refusal logged")
     assert client.get(b"where") == b"old"
     assert proxy.running
+
+
+# -- regressions: session state across a switch, HELLO 3 with pub/sub ------------------------------------------------
+
+
+def test_select_inside_a_discarded_multi_is_not_replayed_on_a_switch(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    old, new = redis_factory(), redis_factory()
+    proxy = start_proxy(inproc_proxy, old)
+    raw = proxy.raw()
+    assert raw.call("MULTI") == b"OK"
+    assert raw.call("SELECT", "5") == b"QUEUED"
+    assert raw.call("DISCARD") == b"OK"
+    assert raw.call("SET", "k", "before") == b"OK"
+    assert old.client(db=0).get(b"k") == b"before"
+    switch(proxy, new)
+    # The SELECT never ran: the new connection stays on db 0.
+    assert raw.call("SET", "k", "after") == b"OK"
+    assert new.client(db=0).get(b"k") == b"after"
+    assert new.client(db=5).exists(b"k") == 0
+
+
+def test_select_inside_an_executed_multi_is_replayed_on_a_switch(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    old, new = redis_factory(), redis_factory()
+    proxy = start_proxy(inproc_proxy, old)
+    raw = proxy.raw()
+    assert raw.call("MULTI") == b"OK"
+    assert raw.call("SELECT", "5") == b"QUEUED"
+    assert raw.call("EXEC") == [b"OK"]
+    assert raw.call("SET", "k", "before") == b"OK"
+    assert old.client(db=5).get(b"k") == b"before"
+    switch(proxy, new)
+    assert raw.call("SET", "k", "after") == b"OK"
+    assert new.client(db=5).get(b"k") == b"after"
+    assert new.client(db=0).exists(b"k") == 0
+
+
+def test_hello_3_pipelined_with_subscribe_leaves_nothing_in_flight(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    server = redis_factory()
+    proxy = start_proxy(inproc_proxy, server)
+    raw = proxy.raw()
+    raw.send(("HELLO", "3"), ("SUBSCRIBE", "ch"))  # one write
+    hello = raw.read(5)
+    assert isinstance(hello, dict) and hello[b"proto"] == 3, hello
+    assert raw.read(5) == [b"subscribe", b"ch", 1]
+    assert b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n" in bytes(raw.received)  # a push, not a reply
+    proxy.wait_for(lambda i: i["active_requests"] == 0, timeout=2, what="no command in flight")
+    assert proxy.pause_and_wait(1) < 0.2
+    assert proxy.state() == "paused" and proxy.info()["active_requests"] == 0
+    proxy.unpause()
+    assert server.client().publish(b"ch", b"m1") == 1
+    assert raw.read(5) == [b"message", b"ch", b"m1"]
+    assert raw.call("PING") == b"PONG"
+    assert proxy.info()["active_requests"] == 0
+
+
+@pytest.mark.parametrize("command", ["UNSUBSCRIBE", "PUNSUBSCRIBE"])
+def test_resp3_unsubscribe_with_nothing_subscribed(command: str, redis_factory: Factory, inproc_proxy: Factory) -> None:
+    proxy = start_proxy(inproc_proxy, redis_factory())
+    raw = proxy.raw()
+    assert raw.call("HELLO", "3")[b"proto"] == 3
+    start = len(raw.received)
+    assert raw.call(command) == [command.lower().encode(), None, 0]
+    assert bytes(raw.received[start:]).startswith(b">3\r\n"), bytes(raw.received[start:])
+    start = len(raw.received)
+    assert raw.call("PING") == b"PONG"
+    assert bytes(raw.received[start:]) == b"+PONG\r\n"
+    assert raw.call("SET", "k", "v") == b"OK"
+    assert raw.pending_bytes(0.1) == b""
+    assert proxy.info()["active_requests"] == 0

@@ -539,3 +539,29 @@ REPLY_REGRESSIONS["split blob error element sets first"] = lambda: exact(b"*1\r\
 )
 def test_reply_fixed_bugs(check):
     assert check()
+
+
+def test_protocol_error_after_a_command_finished_from_an_earlier_read_keeps_that_command():
+    framer = RequestFramer()
+    assert framer.feed(b"*1\r\n$4\r\nPI") == []
+    with pytest.raises(ProtocolError, match="invalid bulk length") as info:
+        framer.feed(b"NG\r\n*1\r\n$x\r\n")
+    batches = info.value.batches
+    assert [c for b in batches for c in b.commands] == [[b"PING"]]
+    assert b"".join(chunk for b in batches for chunk in b.raw) == b"*1\r\n$4\r\nPING\r\n"
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"+OK\r\n", b"-ERR no\r\n", b":42\r\n", b":-7\r\n", b"$3\r\nabc\r\n", b"$0\r\n\r\n", b"$-1\r\n",
+     b"$70\r\n" + b"x" * 70 + b"\r\n", b"+OK\r\n+OK\r\n", b"$3\r\nab", b"*1\r\n:1\r\n", b"_\r\n", b"$3\r\nabcXY"],
+)
+def test_single_reply_shortcut_agrees_with_hiredis(wire: bytes) -> None:
+    """Reads of exactly one simple/bulk reply skip hiredis; anything else must not."""
+    def summary(values: list[object]) -> list[tuple[bool, bool, int | None]]:
+        return [(r.is_error, r.is_nil, r.last_int) for r in map(as_reply, values)]
+
+    fast = ReplyFramer().feed(wire)
+    exact = ReplyFramer()
+    exact.set_fast_path(False)
+    assert summary(fast) == summary(exact.feed(wire))

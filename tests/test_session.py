@@ -397,3 +397,61 @@ def test_refusal_after_subscribe_comes_in_order(proxy: ProxyProcess) -> None:
     first, second = c.replies(2)
     assert first == [b"subscribe", b"ch", 1], (first, second)
     assert isinstance(second, hiredis.ReplyError)
+
+
+# -- regressions: refused SUBSCRIBE, long error replies, protocol error after a split command ----------------------
+
+
+def test_resp2_subscribe_refused_by_acl_is_one_error_and_leaks_nothing(
+    redis_factory: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    from inproc import start as start_inproc
+
+    server = redis_factory()
+    server.client().execute_command("ACL", "SETUSER", "limited", "on", ">pw", "~*", "resetchannels", "+@all")
+    cfg = config(server, uplink={"user": "limited", "pass": "pw"})
+    cfg["listen"] = {"addr": "127.0.0.1:0"}
+    proxy = start_inproc(cfg, tmp_path / "inproc")
+    try:
+        c = Raw(proxy.port)
+        assert c.call("ACL", "WHOAMI") == b"limited"
+        c.send(cmd("SUBSCRIBE", "a", "b", "c"))
+        refused = c.replies(1)[0]
+        assert isinstance(refused, hiredis.ReplyError) and str(refused).startswith("NOPERM"), refused
+        # Not in pub/sub mode: a RESP2 PING gets +PONG, not ["pong", ""].
+        c.send(cmd("PING"))
+        assert c.sock.recv(100) == b"+PONG\r\n"
+        assert c.call("SET", "k", "v") == b"OK"
+        proxy.wait_for(lambda i: i["active_requests"] == 0, timeout=2, what="no command in flight")
+        assert proxy.pause_and_wait(1) < 0.2
+        proxy.unpause()
+        # Nothing else arrives (no stray error or confirmation).
+        c.sock.settimeout(0.1)
+        with pytest.raises(socket.timeout):
+            c.sock.recv(100)
+        assert proxy.loop_errors == []
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("size", [100_000, 1_000_000])  # 1 MB: more than one 256 KiB read of the proxy's
+def test_error_reply_longer_than_64k_reaches_the_client_whole(size: int, proxy: ProxyProcess) -> None:
+    c = Raw(proxy.port)
+    c.send(cmd("EVAL", f"return redis.error_reply(string.rep('x', {size}))", "0"))
+    reply = c.replies(1)[0]
+    assert isinstance(reply, hiredis.ReplyError), type(reply)
+    text = str(reply)
+    assert len(text) in (size, size + 4) and text.removeprefix("ERR ") == "x" * size, text[:40]
+    assert c.call("PING") == b"PONG"
+    assert c.call("ECHO", "after") == b"after"
+
+
+def test_protocol_error_after_a_command_split_across_reads(proxy: ProxyProcess) -> None:
+    c = Raw(proxy.port)
+    assert c.call("PING") == b"PONG"  # the uplink connection is up
+    c.send(b"*1\r\n$4\r\nPI")
+    time.sleep(0.1)  # a read of its own
+    c.send(b"NG\r\n*1\r\n$x\r\n")
+    out = c.until_eof()
+    assert re.fullmatch(rb"\+PONG\r\n-ERR Protocol error: [^\r\n]+\r\n", out), out
+    assert out == b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
