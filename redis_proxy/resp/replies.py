@@ -1,0 +1,271 @@
+"""Framing what the server sends: whole replies counted, bodies skipped, not kept."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import hiredis
+
+from redis_proxy.resp.common import _CRLF, _NEED_DATA, ProtocolError, _hiredis_idle
+
+# hiredis returns a RESP3 attribute as if it were a reply, and does not know
+# blob errors: reads that may hold either take the exact path.
+_HIREDIS_UNSAFE_REPLY = re.compile(rb"\r\n[|!]")  # literal-led: fast; the first byte is checked apart
+
+NIL = 95  # "_": every kind of null ($-1, *-1, _) is reported as this kind
+_SHORT = 64  # string elements up to this size are captured for inspection
+_AGGREGATES = frozenset(b"*%~>|")
+_BLOBS = frozenset(b"$!=")
+_SCALARS = frozenset(b"+-:_,#(")
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the proxy needs to know of one whole reply (its body is not kept).
+
+    `first` is the first element of an aggregate when it is a short string,
+    `last_int` its last element when that is an integer: together they tell
+    pub/sub confirmations ("subscribe", channel, count) from messages.
+    """
+
+    kind: int
+    text: bytes | None = None
+    first: bytes | None = None
+    last_int: int | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.kind == 45 or self.kind == 33
+
+    @property
+    def is_nil(self) -> bool:
+        return self.kind == NIL
+
+    @property
+    def is_push(self) -> bool:
+        return self.kind == 62
+
+
+def as_reply(value: object) -> Reply:
+    """A Reply for a value parsed by hiredis (the fast path returns those as they are)."""
+    if type(value) is Reply:
+        return value
+    if isinstance(value, hiredis.ReplyError):
+        return Reply(45, str(value).encode())
+    if value is None:
+        return Reply(NIL)
+    if isinstance(value, list):  # PushNotification is a list too
+        kind = 62 if isinstance(value, hiredis.PushNotification) else 42
+        first = value[0] if value and isinstance(value[0], bytes) and len(value[0]) <= _SHORT else None
+        last = value[-1] if value and type(value[-1]) is int else None
+        return Reply(kind, None, first, last)
+    if isinstance(value, bytes):
+        return Reply(36, value if len(value) <= _SHORT else None)
+    if type(value) is int:
+        return Reply(58, str(value).encode())
+    if isinstance(value, dict):
+        return Reply(37)
+    return Reply(44)
+
+
+def is_error_value(value: object) -> bool:
+    """Whether a value returned by ReplyFramer.feed is an error reply."""
+    return isinstance(value, hiredis.ReplyError) or (type(value) is Reply and value.is_error)
+
+
+def _single_reply(data: bytes) -> object:
+    """The value of `data` if it is exactly one simple, error, integer or bulk
+    reply (what an unpipelined client gets nearly every time), in a handful of
+    byte operations; _NEED_DATA when it is anything else. Values are what
+    hiredis returns, except that bulk bodies over 64 bytes are not copied
+    (b"" stands for them: nothing looks at their content)."""
+    kind = data[0]
+    nl = data.find(_CRLF)
+    if nl < 0:
+        return _NEED_DATA
+    if kind == 36:  # "$"
+        size = data[1:nl]
+        if size == b"-1":
+            return None if len(data) == nl + 2 else _NEED_DATA
+        if not size.isdigit() or len(data) != nl + 4 + int(size) or data[-2:] != _CRLF:
+            return _NEED_DATA
+        return data[nl + 2 : -2] if len(data) - nl <= _SHORT + 4 else b""
+    if nl != len(data) - 2:
+        return _NEED_DATA
+    if kind == 43:  # "+"
+        return data[1:nl]
+    if kind == 45:  # "-"
+        return hiredis.ReplyError(data[1:nl].decode(errors="replace"))
+    if kind == 58 and data[1:nl].lstrip(b"-").isdigit():  # ":"
+        return int(data[1:nl])
+    return _NEED_DATA
+
+
+class ReplyFramer:
+    """Counts whole replies in a server's byte stream.
+
+    `feed` returns one value per whole reply: what hiredis parsed, on the fast
+    path, or a `Reply` on the exact path. `as_reply` turns either into a Reply
+    for the few commands whose replies the proxy looks at.
+    """
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
+        self._fast_ok = True
+        # Exact path state: a header line cut by the read, bytes of a bulk
+        # body still to skip, and the open aggregates' remaining element
+        # counts (with whether each is an attribute, which is not a reply).
+        self._head = b""
+        self._skip = 0
+        self._skip_kind = 36
+        self._skip_capture: bytearray | None = None
+        self._first_seen = False  # the top-level aggregate's first element has been seen
+        self._stack: list[int] = []
+        self._attr: list[bool] = []
+        self._top: Reply | None = None
+        # After an exact-path feed: where in the fed data each returned reply ends.
+        self.last_ends: list[int] = []
+
+    def set_fast_path(self, enabled: bool) -> None:
+        """Turn the hiredis path off while every reply must be inspected exactly."""
+        self._fast_ok = enabled
+
+    def in_reply(self) -> bool:
+        return bool(self._head) or self._skip > 0 or bool(self._stack)
+
+    def feed(self, data: bytes) -> list[object]:
+        if not data:
+            return []
+        if self._fast_ok and not (self._head or self._skip or self._stack):
+            single = _single_reply(data)
+            if single is not _NEED_DATA:
+                return [single]
+        if (
+            self._fast_ok
+            and not (self._head or self._skip or self._stack)
+            and data[0] not in b"|!"
+            and not _HIREDIS_UNSAFE_REPLY.search(data)
+        ):
+            reader = self._reader
+            replies: list[object] = []
+            try:
+                reader.feed(data)
+                while (value := reader.gets()) is not _NEED_DATA:
+                    replies.append(value)
+                if _hiredis_idle(reader):
+                    return replies
+            except (hiredis.ProtocolError, TypeError):  # TypeError: an aggregate as a map key
+                pass
+            self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
+        try:
+            return self._slow(data)
+        except ValueError as exc:  # int() of a malformed header
+            if isinstance(exc, ProtocolError):
+                raise
+            raise ProtocolError(f"invalid reply header: {exc}") from None
+
+    def _slow(self, data: bytes) -> list[object]:
+        out: list[object] = []
+        ends = self.last_ends = []
+        carried = len(self._head)
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        pos, end = 0, len(data)
+        while pos < end:
+            if len(ends) < len(out):  # the previous step completed a reply
+                ends.append(pos - carried)
+            if self._skip:
+                take = min(self._skip, end - pos)
+                if self._skip_capture is not None:
+                    self._skip_capture += data[pos : pos + take]
+                self._skip -= take
+                pos += take
+                if self._skip == 0:
+                    text = None
+                    if self._skip_capture is not None:
+                        text = bytes(self._skip_capture[:-2])
+                        self._skip_capture = None
+                    self._done(out, self._skip_kind, text, None)
+                continue
+            nl = data.find(_CRLF, pos)
+            if nl < 0:
+                # No cap: the server is trusted, and a simple or error line
+                # can be long (a Lua error_reply, say).
+                self._head = data[pos:]
+                break
+            kind = data[pos]
+            line = data[pos + 1 : nl]
+            pos = nl + 2
+            if not self._stack:
+                self._top = Reply(kind)
+                self._first_seen = False
+            if kind in _BLOBS:
+                size = int(line)
+                if size < 0:
+                    self._done(out, NIL, None, None)
+                elif pos + size + 2 <= end:
+                    text = data[pos : pos + size] if size <= _SHORT else None
+                    pos += size + 2
+                    self._done(out, kind, text, None)
+                else:
+                    self._skip = size + 2
+                    self._skip_kind = kind
+                    self._skip_capture = bytearray() if size <= _SHORT else None
+            elif kind in _AGGREGATES:
+                count = int(line)
+                if kind == 37 or kind == 124:  # maps and attributes hold pairs
+                    count *= 2
+                if kind == 124 and count <= 0:  # an empty attribute: nothing at all
+                    if not self._stack:
+                        self._top = None
+                elif count <= 0:
+                    self._done(out, NIL if count < 0 else kind, None, None)
+                else:
+                    self._stack.append(count)
+                    self._attr.append(kind == 124)
+            elif kind in _SCALARS:
+                self._done(out, kind, line, int(line) if kind == 58 else None)
+            else:
+                raise ProtocolError(f"unexpected reply type byte {chr(kind)!r}")
+        if len(ends) < len(out):
+            ends.append(pos - carried)
+        return out
+
+    def _done(self, out: list[object], kind: int, text: bytes | None, integer: int | None) -> None:
+        """One element (a scalar, or a whole aggregate) is complete."""
+        stack = self._stack
+        top = self._top
+        assert top is not None
+        if not stack:
+            if kind == NIL:
+                top.kind = NIL
+            top.text = text
+            out.append(top)
+            self._top = None
+            return
+        if len(stack) == 1 and not self._attr[0]:  # a scalar element of the top-level aggregate
+            self._element(top, kind, text, integer)
+        while stack:
+            stack[-1] -= 1
+            if stack[-1] > 0:
+                return
+            stack.pop()
+            if self._attr.pop():
+                # An attribute is metadata for what follows: not an element
+                # of its parent, not a reply of its own.
+                if not stack:
+                    self._top = None
+                return
+            if len(stack) == 1 and not self._attr[0]:  # a nested aggregate, as an element
+                self._element(top, 42, None, None)
+        out.append(top)
+        self._top = None
+
+    def _element(self, top: Reply, kind: int, text: bytes | None, integer: int | None) -> None:
+        top.last_int = integer
+        if not self._first_seen:
+            self._first_seen = True
+            if text is not None and kind in (36, 43, 61):
+                top.first = bytes(text)
