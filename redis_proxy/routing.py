@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, kind_of
 from redis_proxy.resp import Reply, ReplyFramer, encode_command
@@ -259,7 +259,7 @@ class CommandRouting:
             return (None, 0, None)  # confirmations are pushes, not replies
         # RESP2: one confirmation per channel. From the first one on, the
         # stream may carry messages, which answer no command.
-        group = _SubscribeGroup(self, target, added, len(channels), starts_pubsub=not self._sub_sent)
+        group = _SubscribeGroup(cast("ClientSession", self), target, added, len(channels), starts_pubsub=not self._sub_sent)
         self._sub_sent = True
         return (group, len(channels), None)
 

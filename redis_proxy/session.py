@@ -255,7 +255,7 @@ class ClientSession(CommandRouting, asyncio.Protocol):
         ):
             # The hot path, written out flat: one write upstream, one pending
             # entry, the counters. Everything else goes through _drain.
-            uplink = self.uplink.transport  # type: ignore[union-attr]
+            uplink: asyncio.Transport = self.uplink.transport  # type: ignore[union-attr,assignment]
             if len(raw) == 1:
                 uplink.write(raw[0])
             else:

@@ -204,7 +204,7 @@ class _Handshake:
             self.fail(UplinkError(f"the uplink sent an invalid reply: {exc}"))
             return
         start = 0
-        for reply, end in zip(replies, self.framer.last_ends):
+        for reply, end in zip(replies, self.framer.last_ends, strict=True):
             end += base
             assert isinstance(reply, Reply)
             try:
@@ -274,7 +274,7 @@ async def connect_session(
     config: UplinkConfig, ssl_context: ssl.SSLContext | None, state: SessionState, timeout: float
 ) -> tuple[UplinkConnection, list[bytes], bytes]:
     """A ready uplink connection for a client: connected, authenticated, session replayed."""
-    connection = await open_uplink(config, ssl_context, timeout)
+    connection: UplinkConnection = await open_uplink(config, ssl_context, timeout)
     subscriptions, confirmations = subscribe_commands(state)
     try:
         forward, leftover = await connection.handshake(
@@ -288,7 +288,7 @@ async def connect_session(
 
 async def check_uplink(config: UplinkConfig, ssl_context: ssl.SSLContext | None, timeout: float = 5.0) -> str:
     """Connect, authenticate and PING, as the proxy would; return what was checked. Raises UplinkError."""
-    connection = await open_uplink(config, ssl_context, timeout)
+    connection: UplinkConnection = await open_uplink(config, ssl_context, timeout)
     try:
         commands = replay_commands(config, SessionState())
         await connection.handshake(commands + [[b"PING"]], [], 0, timeout)

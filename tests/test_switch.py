@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import redis
 
 from inproc import InProcProxy, inproc_proxy  # noqa: F401
