@@ -455,3 +455,36 @@ def test_protocol_error_after_a_command_split_across_reads(proxy: ProxyProcess) 
     out = c.until_eof()
     assert re.fullmatch(rb"\+PONG\r\n-ERR Protocol error: [^\r\n]+\r\n", out), out
     assert out == b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_does_not_read_is_held_back_not_buffered(redis_server: RedisServer, proxy: ProxyProcess) -> None:
+    """Backpressure: 200 pipelined GETs of a 1 MB value (200 MB of replies) from a
+    client that reads nothing. The proxy stops reading from the uplink once the
+    client's socket is full, so its memory stays bounded; then every reply arrives."""
+    value = b"v" * (1024 * 1024)
+    redis_server.client().set(b"big", value)
+    assert proxy.proc is not None
+    before = _rss_kb(proxy.proc.pid)
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    _open_sockets.append(sock)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(cmd("GET", "big") * 200)
+    time.sleep(2.0)  # the proxy does all it is going to do without the client reading
+    grown_mb = (_rss_kb(proxy.proc.pid) - before) / 1024
+    assert grown_mb < 60, f"the proxy buffered {grown_mb:.0f} MB for a client that does not read"
+    reader = hiredis.Reader()
+    replies = 0
+    while replies < 200:
+        data = sock.recv(1024 * 1024)
+        assert data, "connection closed early"
+        reader.feed(data)
+        while (reply := reader.gets()) is not False:
+            assert reply == value
+            replies += 1
