@@ -71,8 +71,7 @@ REFUSED_REASONS: dict[bytes, str] = {
 # Subcommands of CLIENT that the proxy refuses or tracks; all others pass.
 CLIENT_REFUSED = frozenset({b"TRACKING", b"CACHING", b"REPLY"})
 
-# Commands whose reply, when they time out, is still worth waiting for is not
-# a distinction we make: blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) are
+# Blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) need no entry: they are
 # in flight until they return, bounded by read_time_limit_ms like any other.
 
 _UNSUBSCRIBE_REPLIES = frozenset({b"unsubscribe", b"punsubscribe", b"sunsubscribe"})
