@@ -75,9 +75,6 @@ class RawPipe:
         self._task: asyncio.Task[None] | None = None
         self.closed = False
 
-    def client_protocol(self) -> _End:
-        return self.client
-
     def start(self) -> None:
         assert self.client.transport is not None
         self.proxy.raw_connections.add(self)
