@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from redis_proxy.resp import ARRAY, BULK, INTEGER, MAP, PUSH, SET, SIMPLE
 from redis_proxy.resp import LARGE_ARG, LARGE_ARG_PREFIX, MAX_INLINE_LEN, STREAM_BODY, ProtocolError, Reply
 from redis_proxy.resp import ReplyFramer, RequestFramer, as_reply, encode_command, split_inline
 
@@ -345,12 +346,12 @@ def key(value) -> tuple:
         return ("err", r.text, None, None)
     if r.is_nil:
         return NIL
-    if r.is_push or r.kind in (42, 126):
+    if r.is_push or r.kind in (ARRAY, SET):
         return ("push" if r.is_push else "agg", None, r.first, r.last_int)
-    if r.kind == 37:  # hiredis gives maps no first/last
+    if r.kind == MAP:  # hiredis gives maps no first/last
         return ("map", None, None, None)
-    if r.kind in (36, 43, 58):
-        return ("int" if r.kind == 58 else "str", r.text, None, None)
+    if r.kind in (BULK, SIMPLE, INTEGER):
+        return ("int" if r.kind == INTEGER else "str", r.text, None, None)
     return OTHER
 
 
@@ -383,14 +384,14 @@ def attributed(elements):
 def aggregate(kinds: bytes, children):
     def build(t):
         kind, elems, pairs = t
-        if kind == 37:
+        if kind == MAP:
             wire = b"%%%d\r\n" % len(pairs) + b"".join(k[0] + v[0] for k, v in pairs)
             return (wire, ("map", None, None, None))
         info = [e[1] for e in elems]
         first = info[0][1] if info and info[0][0] == "str" else None
         last = int(info[-1][1]) if info and info[-1][0] == "int" else None
         wire = bytes([kind]) + b"%d\r\n" % len(elems) + b"".join(e[0] for e in elems)
-        return (wire, ("push" if kind == 62 else "agg", None, first, last))
+        return (wire, ("push" if kind == PUSH else "agg", None, first, last))
 
     lists = st.lists(children, max_size=4)
     pairs = st.lists(st.tuples(scalar, children), max_size=3)

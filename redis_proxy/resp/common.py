@@ -19,13 +19,30 @@ LARGE_ARG_PREFIX = 32
 # rather than appended to the framer's buffer.
 STREAM_BODY = 256 * 1024
 
-_CRLF = b"\r\n"
+# RESP type bytes: the first byte of every frame (RESP2 and RESP3).
+SIMPLE = ord("+")
+ERROR = ord("-")
+INTEGER = ord(":")
+BULK = ord("$")
+ARRAY = ord("*")
+NULL = ord("_")
+BOOLEAN = ord("#")
+DOUBLE = ord(",")
+BIG_NUMBER = ord("(")
+BLOB_ERROR = ord("!")
+VERBATIM = ord("=")
+MAP = ord("%")
+SET = ord("~")
+ATTRIBUTE = ord("|")
+PUSH = ord(">")
+
+CRLF = b"\r\n"
 # What hiredis returns when it needs more data: a sentinel, because a RESP3
 # boolean false is a legitimate `False`.
-_NEED_DATA = object()
+NEED_DATA = object()
 
 
-def _hiredis_idle(reader: hiredis.Reader) -> bool:
+def hiredis_idle(reader: hiredis.Reader) -> bool:
     """Whether hiredis stopped on a frame boundary, its buffer empty.
 
     `has_data()` alone cannot tell: hiredis consumes a type byte or an array

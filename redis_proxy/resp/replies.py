@@ -7,7 +7,27 @@ from dataclasses import dataclass
 
 import hiredis
 
-from redis_proxy.resp.common import _CRLF, _NEED_DATA, ProtocolError, _hiredis_idle
+from redis_proxy.resp.common import (
+    ARRAY,
+    ATTRIBUTE,
+    BIG_NUMBER,
+    BLOB_ERROR,
+    BOOLEAN,
+    BULK,
+    CRLF,
+    DOUBLE,
+    ERROR,
+    INTEGER,
+    MAP,
+    NEED_DATA,
+    NULL,
+    PUSH,
+    SET,
+    SIMPLE,
+    VERBATIM,
+    ProtocolError,
+    hiredis_idle,
+)
 
 # hiredis returns a RESP3 attribute as if it were a reply, and does not know
 # blob errors: reads that may hold either take the exact path.
@@ -15,9 +35,9 @@ _HIREDIS_UNSAFE_REPLY = re.compile(rb"\r\n[|!]")  # literal-led: fast; the first
 
 NIL = 95  # "_": every kind of null ($-1, *-1, _) is reported as this kind
 _SHORT = 64  # string elements up to this size are captured for inspection
-_AGGREGATES = frozenset(b"*%~>|")
-_BLOBS = frozenset(b"$!=")
-_SCALARS = frozenset(b"+-:_,#(")
+_AGGREGATES = frozenset((ARRAY, MAP, SET, PUSH, ATTRIBUTE))
+_BLOBS = frozenset((BULK, BLOB_ERROR, VERBATIM))
+_SCALARS = frozenset((SIMPLE, ERROR, INTEGER, NULL, DOUBLE, BOOLEAN, BIG_NUMBER))
 
 
 @dataclass(slots=True)
@@ -36,7 +56,7 @@ class Reply:
 
     @property
     def is_error(self) -> bool:
-        return self.kind == 45 or self.kind == 33
+        return self.kind == ERROR or self.kind == BLOB_ERROR
 
     @property
     def is_nil(self) -> bool:
@@ -44,7 +64,7 @@ class Reply:
 
     @property
     def is_push(self) -> bool:
-        return self.kind == 62
+        return self.kind == PUSH
 
 
 def as_reply(value: object) -> Reply:
@@ -52,21 +72,21 @@ def as_reply(value: object) -> Reply:
     if type(value) is Reply:
         return value
     if isinstance(value, hiredis.ReplyError):
-        return Reply(45, str(value).encode())
+        return Reply(ERROR, str(value).encode())
     if value is None:
         return Reply(NIL)
     if isinstance(value, list):  # PushNotification is a list too
-        kind = 62 if isinstance(value, hiredis.PushNotification) else 42
+        kind = PUSH if isinstance(value, hiredis.PushNotification) else ARRAY
         first = value[0] if value and isinstance(value[0], bytes) and len(value[0]) <= _SHORT else None
         last = value[-1] if value and type(value[-1]) is int else None
         return Reply(kind, None, first, last)
     if isinstance(value, bytes):
-        return Reply(36, value if len(value) <= _SHORT else None)
+        return Reply(BULK, value if len(value) <= _SHORT else None)
     if type(value) is int:
-        return Reply(58, str(value).encode())
+        return Reply(INTEGER, str(value).encode())
     if isinstance(value, dict):
-        return Reply(37)
-    return Reply(44)
+        return Reply(MAP)
+    return Reply(DOUBLE)  # a float (or a RESP3 boolean: nothing looks at either)
 
 
 def is_error_value(value: object) -> bool:
@@ -77,29 +97,29 @@ def is_error_value(value: object) -> bool:
 def _single_reply(data: bytes) -> object:
     """The value of `data` if it is exactly one simple, error, integer or bulk
     reply (what an unpipelined client gets nearly every time), in a handful of
-    byte operations; _NEED_DATA when it is anything else. Values are what
+    byte operations; NEED_DATA when it is anything else. Values are what
     hiredis returns, except that bulk bodies over 64 bytes are not copied
     (b"" stands for them: nothing looks at their content)."""
     kind = data[0]
-    nl = data.find(_CRLF)
+    nl = data.find(CRLF)
     if nl < 0:
-        return _NEED_DATA
-    if kind == 36:  # "$"
+        return NEED_DATA
+    if kind == BULK:
         size = data[1:nl]
         if size == b"-1":
-            return None if len(data) == nl + 2 else _NEED_DATA
-        if not size.isdigit() or len(data) != nl + 4 + int(size) or data[-2:] != _CRLF:
-            return _NEED_DATA
+            return None if len(data) == nl + 2 else NEED_DATA
+        if not size.isdigit() or len(data) != nl + 4 + int(size) or data[-2:] != CRLF:
+            return NEED_DATA
         return data[nl + 2 : -2] if len(data) - nl <= _SHORT + 4 else b""
     if nl != len(data) - 2:
-        return _NEED_DATA
-    if kind == 43:  # "+"
+        return NEED_DATA
+    if kind == SIMPLE:
         return data[1:nl]
-    if kind == 45:  # "-"
+    if kind == ERROR:
         return hiredis.ReplyError(data[1:nl].decode(errors="replace"))
-    if kind == 58 and data[1:nl].lstrip(b"-").isdigit():  # ":"
+    if kind == INTEGER and data[1:nl].lstrip(b"-").isdigit():
         return int(data[1:nl])
-    return _NEED_DATA
+    return NEED_DATA
 
 
 class ReplyFramer:
@@ -111,14 +131,14 @@ class ReplyFramer:
     """
 
     def __init__(self) -> None:
-        self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
+        self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
         self._fast_ok = True
         # Exact path state: a header line cut by the read, bytes of a bulk
         # body still to skip, and the open aggregates' remaining element
         # counts (with whether each is an attribute, which is not a reply).
         self._head = b""
         self._skip = 0
-        self._skip_kind = 36
+        self._skip_kind = BULK
         self._skip_capture: bytearray | None = None
         self._first_seen = False  # the top-level aggregate's first element has been seen
         self._stack: list[int] = []
@@ -139,25 +159,26 @@ class ReplyFramer:
             return []
         if self._fast_ok and not (self._head or self._skip or self._stack):
             single = _single_reply(data)
-            if single is not _NEED_DATA:
+            if single is not NEED_DATA:
                 return [single]
         if (
             self._fast_ok
             and not (self._head or self._skip or self._stack)
-            and data[0] not in b"|!"
+            and data[0] != ATTRIBUTE
+            and data[0] != BLOB_ERROR
             and not _HIREDIS_UNSAFE_REPLY.search(data)
         ):
             reader = self._reader
             replies: list[object] = []
             try:
                 reader.feed(data)
-                while (value := reader.gets()) is not _NEED_DATA:
+                while (value := reader.gets()) is not NEED_DATA:
                     replies.append(value)
-                if _hiredis_idle(reader):
+                if hiredis_idle(reader):
                     return replies
             except (hiredis.ProtocolError, TypeError):  # TypeError: an aggregate as a map key
                 pass
-            self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
+            self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
         try:
             return self._slow(data)
         except ValueError as exc:  # int() of a malformed header
@@ -189,7 +210,7 @@ class ReplyFramer:
                         self._skip_capture = None
                     self._done(out, self._skip_kind, text, None)
                 continue
-            nl = data.find(_CRLF, pos)
+            nl = data.find(CRLF, pos)
             if nl < 0:
                 # No cap: the server is trusted, and a simple or error line
                 # can be long (a Lua error_reply, say).
@@ -215,18 +236,18 @@ class ReplyFramer:
                     self._skip_capture = bytearray() if size <= _SHORT else None
             elif kind in _AGGREGATES:
                 count = int(line)
-                if kind == 37 or kind == 124:  # maps and attributes hold pairs
+                if kind == MAP or kind == ATTRIBUTE:  # maps and attributes hold pairs
                     count *= 2
-                if kind == 124 and count <= 0:  # an empty attribute: nothing at all
+                if kind == ATTRIBUTE and count <= 0:  # an empty attribute: nothing at all
                     if not self._stack:
                         self._top = None
                 elif count <= 0:
                     self._done(out, NIL if count < 0 else kind, None, None)
                 else:
                     self._stack.append(count)
-                    self._attr.append(kind == 124)
+                    self._attr.append(kind == ATTRIBUTE)
             elif kind in _SCALARS:
-                self._done(out, kind, line, int(line) if kind == 58 else None)
+                self._done(out, kind, line, int(line) if kind == INTEGER else None)
             else:
                 raise ProtocolError(f"unexpected reply type byte {chr(kind)!r}")
         if len(ends) < len(out):
@@ -259,7 +280,7 @@ class ReplyFramer:
                     self._top = None
                 return
             if len(stack) == 1 and not self._attr[0]:  # a nested aggregate, as an element
-                self._element(top, 42, None, None)
+                self._element(top, ARRAY, None, None)
         out.append(top)
         self._top = None
 
@@ -267,5 +288,5 @@ class ReplyFramer:
         top.last_int = integer
         if not self._first_seen:
             self._first_seen = True
-            if text is not None and kind in (36, 43, 61):
+            if text is not None and kind in (BULK, SIMPLE, VERBATIM):
                 top.first = bytes(text)

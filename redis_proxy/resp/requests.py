@@ -10,16 +10,18 @@ from itertools import chain
 import hiredis
 
 from redis_proxy.resp.common import (
-    _CRLF,
-    _NEED_DATA,
+    ARRAY,
+    BULK,
+    CRLF,
     LARGE_ARG,
     LARGE_ARG_PREFIX,
     MAX_ARRAY_LEN,
     MAX_BULK_LEN,
     MAX_INLINE_LEN,
+    NEED_DATA,
     STREAM_BODY,
     ProtocolError,
-    _hiredis_idle,
+    hiredis_idle,
 )
 
 # Reads that hiredis would accept but Redis reads differently go to the exact
@@ -56,7 +58,7 @@ def encode_command(args: list[bytes]) -> bytes:
     for arg in args:
         parts.append(b"$%d\r\n" % len(arg))
         parts.append(arg)
-        parts.append(_CRLF)
+        parts.append(CRLF)
     return b"".join(parts)
 
 
@@ -98,7 +100,7 @@ class RequestFramer:
     """Splits a client's byte stream into whole commands."""
 
     def __init__(self) -> None:
-        self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
+        self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
         # Python path state. `_buf` holds unparsed bytes from the start of the
         # current (incomplete) command; `_pos` is how far it has been parsed,
         # so nothing is scanned twice.
@@ -133,7 +135,7 @@ class RequestFramer:
             out, rest = self._slow(data, finish_one=True)
             return _then(out, self.feed, rest) if rest else out
         if (
-            data[0] == 42
+            data[0] == ARRAY
             and not _LARGE_ARRAY.search(data)
             and not _ODD_TYPE.search(data)
             and (len(data) < LARGE_ARG or not _LARGE_BULK.search(data))
@@ -160,7 +162,7 @@ class RequestFramer:
         commands: list[list[bytes]] = []
         try:
             reader.feed(data)
-            while (command := reader.gets()) is not _NEED_DATA:
+            while (command := reader.gets()) is not NEED_DATA:
                 if type(command) is not list or not command:
                     raise ProtocolError
                 commands.append(command)
@@ -168,16 +170,16 @@ class RequestFramer:
             # integer, a null, a nested array) is the exact path's to report.
             if set(map(type, chain.from_iterable(commands))) - {bytes}:
                 raise ProtocolError
-            if _hiredis_idle(reader):
+            if hiredis_idle(reader):
                 return commands, len(data)
         except (hiredis.ProtocolError, ProtocolError, TypeError):
-            self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
+            self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
             return None
         # hiredis holds part of a command. The checks in `feed` leave only
         # canonical encodings (bulk strings, lengths without signs or leading
         # zeros), so the whole commands' length can be computed; it is
         # confirmed by a CRLF before the cut and an array header after it.
-        self._reader = hiredis.Reader(notEnoughData=_NEED_DATA)
+        self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
         used = _encoded_length(commands)
         if used >= len(data) or data[used - 2 : used + 1] != b"\r\n*":
             return None
@@ -214,7 +216,7 @@ class RequestFramer:
             tail = self._carry[-1][-2:]
             if len(tail) < 2 and len(self._carry) > 1:
                 tail = self._carry[-2][-1:] + tail
-            if tail != _CRLF:
+            if tail != CRLF:
                 raise ProtocolError("expected CRLF after bulk data")
             kept = b"".join(self._body_parts)
             self._args.append(kept[: self._body_len] if self._body_len < LARGE_ARG else kept[:LARGE_ARG_PREFIX])
@@ -252,7 +254,7 @@ class RequestFramer:
             while pos < end:
                 if self._nargs == 0:
                     cmd_start = pos
-                    if buf[pos] != 42:  # not "*": an inline command
+                    if buf[pos] != ARRAY:  # an inline command
                         nl = buf.find(b"\n", pos)
                         if nl < 0:
                             if end - pos > MAX_INLINE_LEN:
@@ -264,7 +266,7 @@ class RequestFramer:
                         if args:
                             out.append(Batch([args], None))
                         continue
-                    nl = buf.find(_CRLF, pos)
+                    nl = buf.find(CRLF, pos)
                     if nl < 0:
                         if end - pos > MAX_INLINE_LEN:
                             raise ProtocolError("too big mbulk count string")
@@ -281,10 +283,10 @@ class RequestFramer:
                     pos = nl + 2
                     continue
                 # one argument: "$len\r\n" body "\r\n"
-                if buf[pos] != 36:
+                if buf[pos] != BULK:
                     got = chr(buf[pos]) if 32 <= buf[pos] < 127 else f"\\x{buf[pos]:02x}"
                     raise ProtocolError(f"expected '$', got '{got}'")
-                nl = buf.find(_CRLF, pos)
+                nl = buf.find(CRLF, pos)
                 if nl < 0:
                     if end - pos > MAX_INLINE_LEN:
                         raise ProtocolError("too big bulk count string")
@@ -296,7 +298,7 @@ class RequestFramer:
                         self._start_stream(flush, cmd_start, body, size)
                         return b""
                     break
-                if buf[body + size : body + size + 2] != _CRLF:
+                if buf[body + size : body + size + 2] != CRLF:
                     raise ProtocolError("expected CRLF after bulk data")
                 if size < LARGE_ARG:
                     self._args.append(bytes(buf[body : body + size]))
