@@ -61,6 +61,12 @@ def expect_args(args: list[bytes]) -> list[bytes]:
     return [a if len(a) < LARGE_ARG else a[:LARGE_ARG_PREFIX] for a in args]
 
 
+def assert_on_boundary(framer: RequestFramer) -> None:
+    """The framer holds no part of a command: the next command comes out whole, alone, byte-exact."""
+    ping = encode_command([b"PING"])
+    assert [(b.commands, b"".join(b.raw or [])) for b in framer.feed(ping)] == [([[b"PING"]], ping)]
+
+
 def check_requests(frames, chunks, held: bytes = b"") -> RequestFramer:
     """Feed chunks (the frames, then `held`: part of one more) and check every batch that comes out."""
     assert b"".join(chunks) == b"".join(f[0] for f in frames) + held
@@ -84,7 +90,8 @@ def check_requests(frames, chunks, held: bytes = b"") -> RequestFramer:
             raw += batch.raw
         done += len(mine)
     assert done == len(pending)
-    assert framer.in_command() == bool(held)
+    if not held:
+        assert_on_boundary(framer)
     assert b"".join(raw) == b"".join(w for w, args, inline in frames if args is not None and not inline)
     return framer
 
@@ -154,7 +161,7 @@ def test_requests_hold_back_partial_frame(data):
     rest = framer.feed(last_wire[cut:])
     assert [c for batch in rest for c in batch.commands] == [last_args]
     assert (rest[0].raw is None) if inline else (b"".join(rest[0].raw) == last_wire)
-    assert not framer.in_command()
+    assert_on_boundary(framer)
 
 
 @pytest.mark.parametrize(
@@ -267,7 +274,7 @@ def peak_allocation(*reads: bytes) -> int:
     try:
         for data in reads:
             framer = RequestFramer()
-            assert framer.feed(data) == [] and framer.in_command()
+            assert framer.feed(data) == []  # held: neither a command nor an error
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -346,8 +353,8 @@ def key(value) -> tuple:
         return ("err", r.text, None, None)
     if r.is_nil:
         return NIL
-    if r.is_push or r.kind in (ARRAY, SET):
-        return ("push" if r.is_push else "agg", None, r.first, r.last_int)
+    if r.kind in (PUSH, ARRAY, SET):
+        return ("push" if r.kind == PUSH else "agg", None, r.first, r.last_int)
     if r.kind == MAP:  # hiredis gives maps no first/last
         return ("map", None, None, None)
     if r.kind in (BULK, SIMPLE, INTEGER):

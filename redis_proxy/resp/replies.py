@@ -62,10 +62,6 @@ class Reply:
     def is_nil(self) -> bool:
         return self.kind == NIL
 
-    @property
-    def is_push(self) -> bool:
-        return self.kind == PUSH
-
 
 def as_reply(value: object) -> Reply:
     """A Reply for a value parsed by hiredis (the fast path returns those as they are)."""

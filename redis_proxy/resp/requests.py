@@ -117,10 +117,6 @@ class RequestFramer:
         self._kept = 0  # bytes of the streamed body kept for `commands`
         self._large = False  # the current command has an argument too large to keep
 
-    def in_command(self) -> bool:
-        """Whether part of a command has arrived but not all of it."""
-        return bool(self._buf) or bool(self._carry) or self._nargs > 0
-
     def feed(self, data: bytes) -> list[Batch]:
         """Take the next bytes from the client; return the commands they complete.
 
