@@ -10,6 +10,8 @@ these tests keep their minimal inputs.
 from __future__ import annotations
 
 import itertools
+import socket
+import random
 import time
 import tracemalloc
 
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from redis_proxy.resp import ARRAY, BULK, INTEGER, MAP, PUSH, SET, SIMPLE
 from redis_proxy.resp import LARGE_ARG, LARGE_ARG_PREFIX, MAX_INLINE_LEN, STREAM_BODY, ProtocolError, Reply
 from redis_proxy.resp import ReplyFramer, RequestFramer, as_reply, encode_command, split_inline
+from servers import proxy_config
 
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 MANY = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
@@ -209,8 +212,8 @@ PROTOCOL_ERRORS = [
     (b"*1\r\n$abc\r\n", "invalid bulk length"),
     (b"*1\r\n$03\r\nabc\r\n", "invalid bulk length"),
     (b"*1\r\n$+3\r\nabc\r\n", "invalid bulk length"),
-    (b"*2000000\r\n", "invalid multibulk length"),
-    (b"*1048577\r\n", "invalid multibulk length"),
+    (b"*2147483648\r\n", "invalid multibulk length"),  # INT_MAX + 1
+    (b"*99999999999\r\n", "invalid multibulk length"),
     (b"*abc\r\n", "invalid multibulk length"),
     (b"*01\r\n$1\r\na\r\n", "invalid multibulk length"),
     (b"*1\r\n:5\r\n", "expected '$', got ':'"),
@@ -280,12 +283,35 @@ def peak_allocation(*reads: bytes) -> int:
         tracemalloc.stop()
 
 
+def test_multibulk_over_a_million_elements():
+    """Redis 7 takes up to INT_MAX elements (a large DEL or MSET): one whole command, byte-exact, in reasonable time."""
+    args = [b"DEL"] + [b"k%d" % i for i in range(1_100_000)]
+    wire = encode_command(args)
+    ping = encode_command([b"PING"])
+    rng = random.Random(1100000)
+    splits = [
+        [wire + ping],  # whole, with the next command in the same read
+        split_at(wire + ping, [rng.randrange(1, len(wire)) for _ in range(2)]),
+        split_at(wire + ping, [rng.randrange(1, len(wire) + len(ping)) for _ in range(300)]),
+        split_at(wire + ping, range(65536, len(wire), 65536)),  # socket-sized reads
+    ]
+    for chunks in splits:
+        framer, batches = RequestFramer(), []
+        start = time.perf_counter()
+        for chunk in chunks:
+            batches += framer.feed(chunk)
+        elapsed = time.perf_counter() - start
+        assert [c for b in batches for c in b.commands] == [args, [b"PING"]], len(chunks)
+        assert b"".join(r for b in batches for r in b.raw or []) == wire + ping
+        assert elapsed < 5, (len(chunks), elapsed)
+
+
 def test_declared_sizes_allocate_nothing():
     start = time.perf_counter()
     with pytest.raises(ProtocolError, match="invalid multibulk length"):
-        RequestFramer().feed(b"*1048577\r\n")
+        RequestFramer().feed(b"*2147483648\r\n")
     assert time.perf_counter() - start < 0.5
-    headers = (b"*1048576\r\n", b"*1\r\n$536870912\r\n", b"*2\r\n$3\r\nSET\r\n$536870912\r\nab")
+    headers = (b"*2147483647\r\n", b"*1048577\r\n", b"*1\r\n$536870912\r\n", b"*2\r\n$3\r\nSET\r\n$536870912\r\nab")
     assert peak_allocation(*headers) < 256 * 1024
 
 
@@ -573,3 +599,28 @@ def test_single_reply_shortcut_agrees_with_hiredis(wire: bytes) -> None:
     exact = ReplyFramer()
     exact.set_fast_path(False)
     assert summary(fast) == summary(exact.feed(wire))
+
+
+# -- through a real proxy ----------------------------------------------------
+
+
+def test_del_of_over_a_million_keys_through_the_proxy(redis_server, proxy_factory):
+    """Redis 7 runs a DEL of 1,100,000 keys; the proxy forwards it rather than calling it a protocol error."""
+    proxy = proxy_factory(proxy_config(redis_server, admin=False))
+    keys = [b"k%d" % i for i in range(1_100_000)]
+    client = proxy.client()
+    assert client.mset({keys[0]: b"a", keys[550_000]: b"b", keys[-1]: b"c"})
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    try:
+        sock.sendall(encode_command([b"DEL", *keys]))
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            data = sock.recv(100)
+            assert data, reply
+            reply += data
+        assert reply == b":3\r\n"
+        sock.sendall(encode_command([b"PING"]))
+        assert sock.recv(100) == b"+PONG\r\n"
+    finally:
+        sock.close()
+    assert redis_server.client().exists(keys[0], keys[550_000], keys[-1]) == 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hiredis
 
-# Redis's own default limits (proto-max-bulk-len, a 1M-element cap on request
-# arrays, PROTO_INLINE_MAX_SIZE for inline commands and header lines).
+# Redis's own default limits (proto-max-bulk-len, PROTO_INLINE_MAX_SIZE for
+# inline commands and header lines). Request arrays: Redis 7 refuses a
+# multibulk length above INT_MAX (processMultibulkBuffer: `ll > INT_MAX`);
+# the 1M-element cap of older versions applies only before AUTH there, and
+# the proxy authenticates clients itself. A large DEL or MSET is legitimate.
 MAX_BULK_LEN = 512 * 1024 * 1024
-MAX_ARRAY_LEN = 1024 * 1024
+MAX_ARRAY_LEN = 2**31 - 1  # INT_MAX
 MAX_INLINE_LEN = 64 * 1024
 
 # Arguments at least this large are not kept in `Batch.commands` (their bytes
