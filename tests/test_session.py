@@ -322,7 +322,7 @@ BAD_INPUT = {
     "garbage after *": b"*" + bytes(b for b in _NOISE if b not in b"0123456789\r\n-") + b"\r\n",
     "not a bulk": b"*1\r\n" + bytes(b for b in _NOISE if b not in b"$\r\n") + b"\r\n",
     "huge bulk": b"*1\r\n$999999999999\r\n",
-    "huge array": b"*2000000\r\n",
+    "huge array": b"*2147483648\r\n",  # INT_MAX + 1: Redis 7 accepts up to INT_MAX
     "unbalanced quotes": b'SET a "b\r\n',
     "unbalanced single quote": b"SET a 'b\r\n",
 }
