@@ -28,7 +28,7 @@ class _End(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.other: _End | None = None
         self.early: list[bytes] = []
-        self.early_eof = False
+        self.eof = False  # this side sent EOF: nothing more will be read from it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
@@ -43,15 +43,22 @@ class _End(asyncio.Protocol):
             self.early.append(data)
 
     def eof_received(self) -> bool:
+        self.eof = True
         if self.other is None:
             # Half-closed before the uplink side is up (`printf PING | nc -N`):
-            # pass the EOF on once the early bytes are through.
-            self.early_eof = True
+            # `_connect` passes the EOF on once the early bytes are through.
             return True
         if self.other.transport is not None and self.other.transport.can_write_eof():
+            # Half-close passes through: the other side may still answer.
             self.other.transport.write_eof()
+            if self.other.eof:
+                # Both directions have ended: nothing can flow any more.
+                # Without this the pipe would stay registered, holding two
+                # fds, since neither transport closes itself on EOF.
+                # close() flushes what is still buffered first.
+                self.pipe.close()
             return True
-        return False
+        return False  # no half-close (TLS): the transport closes, and with it the pipe
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -99,7 +106,10 @@ class RawPipe:
         if self.client.early and uplink.transport is not None:
             uplink.transport.writelines(self.client.early)
             self.client.early = []
-        if self.client.early_eof and uplink.transport is not None and uplink.transport.can_write_eof():
+        if self.client.eof and uplink.transport is not None:
+            if not uplink.transport.can_write_eof():
+                self.close()  # no half-close (TLS): as in _End.eof_received; close() flushes the early bytes
+                return
             uplink.transport.write_eof()
         if self.client.transport is not None:
             self.client.transport.resume_reading()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -205,3 +206,57 @@ def test_bytes_sent_right_after_connect_are_not_lost(redis_server: RedisServer, 
         assert client.ping()
     finally:
         client.close()
+
+
+def test_closed_pipes_are_unregistered_and_release_their_fds(redis_server: RedisServer, proxy_factory: ProxyFactory) -> None:
+    """A pipe whose both directions have ended is closed: no entry left in
+    raw_connections, no file descriptors kept (a load balancer's TCP health
+    check, connect then close, used to leak one pipe per probe)."""
+    port = free_port()
+    # With admin configured the proxy is ready only once admin answers, and
+    # listen_raw is bound before admin: no probe connection is needed.
+    proxy = proxy_factory(proxy_config(redis_server, listen_raw={"addr": f"127.0.0.1:{port}"}))
+    assert proxy.admin_url is not None and proxy.proc is not None
+    pid = proxy.proc.pid
+
+    def raw_connections() -> int:
+        count: int = httpx.get(proxy.admin_url + "/info.json", timeout=5).json()["raw_connections"]
+        return count
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    assert raw_connections() == 0
+    baseline = fds()
+
+    for _ in range(20):  # a short session, closed by the client
+        sock = tcp(port)
+        assert talk(sock, b"PING\r\n") == b"+PONG\r\n"
+        sock.close()
+    for _ in range(10):  # a TCP health check: connect, then close without a byte
+        tcp(port).close()
+    for _ in range(3):  # closed by Redis first, then by the client
+        sock = tcp(port)
+        sock.sendall(b"QUIT\r\n")
+        assert to_eof(sock) == b"+OK\r\n"
+        sock.close()
+    # Half-close: the reply still comes through before the proxy closes.
+    half = tcp(port)
+    half.sendall(b"PING\r\n")
+    half.shutdown(socket.SHUT_WR)
+    assert to_eof(half) == b"+PONG\r\n"
+    half.close()
+
+    state: dict[str, int] = {}
+
+    def released() -> bool:
+        state.update(raw_connections=raw_connections(), fds=fds())
+        return state["raw_connections"] == 0 and state["fds"] <= baseline
+
+    try:
+        wait_until(released, timeout=5)
+    except AssertionError:
+        raise AssertionError(f"pipes not released: {state}, fd baseline {baseline}") from None
+    # The proxy still serves raw connections afterwards.
+    sock = tcp(port)
+    assert talk(sock, b"PING\r\n") == b"+PONG\r\n"
