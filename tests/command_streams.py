@@ -114,7 +114,6 @@ class _Generator:
         self.finished = False
 
     # -- output -----------------------------------------------------------------
-
     def emit(self, *args: bytes | str | int) -> None:
         parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
         roll = self.rng.random()
@@ -128,7 +127,6 @@ class _Generator:
             self.stream.commands.append(encode_multibulk(parts))
 
     # -- values and keys --------------------------------------------------------------
-
     def val(self, short: bool = False) -> bytes:
         r = self.rng.random()
         if r < 0.4:
@@ -160,7 +158,6 @@ class _Generator:
         return base + b"%d" % self.rng.randrange(self._POOLS[pool])
 
     # -- command families ----------------------------------------------------------------
-
     def data_command(self) -> None:
         fam: Callable[[], None] = self.rng.choice([
             self.strings, self.strings, self.lists, self.hashes, self.sets, self.zsets,
@@ -276,7 +273,7 @@ class _Generator:
              lambda: self.emit("CLIENT", "NOSUCHSUB")][c - 6]()
 
     def select(self) -> None:
-        self.emit("SELECT", self.rng.choice([0, 1, 2, 3, 3, 16, "abc"]))
+        self.emit("SELECT", self.rng.choice([b"0", b"1", b"2", b"3", b"3", b"16", b"abc"]))
 
     def hello(self, queued: bool = False) -> None:
         choice = self.rng.choice([b"3", b"2", b"3", b"", b"3S", b"4", b"x"])
@@ -294,7 +291,6 @@ class _Generator:
                 self.proto = proto
 
     # -- pub/sub ----------------------------------------------------------------------------
-
     @property
     def subscribed(self) -> bool:
         return bool(self.channels or self.patterns or self.shards)
@@ -327,7 +323,6 @@ class _Generator:
             self.emit("SPUBLISH", rng.choice(sorted(self.shards) or [sh]), self.val())
 
     # -- transactions --------------------------------------------------------------------------
-
     def transaction(self) -> None:
         self.emit("MULTI")
         self.in_multi, self.multi_aborted, self.queued_proto = True, False, None
@@ -376,7 +371,6 @@ class _Generator:
         self.emit(*self.rng.choice([[b"GET", k], [b"STRLEN", k], [b"GETRANGE", k, b"-10", b"-1"]]))
 
     # -- the stream -------------------------------------------------------------------------------
-
     def step(self) -> None:
         rng = self.rng
         if self.subscribed and self.proto == 2:
