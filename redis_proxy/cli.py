@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from redis_proxy import __version__
-from redis_proxy.config import Config, ConfigError, load_config, parse_tcp_addr
+from redis_proxy.config import LISTENERS, Config, ConfigError, load_config, parse_tcp_addr
 from redis_proxy.server import listener_tls, run
 from redis_proxy.tls import uplink_context
 from redis_proxy.uplink import UplinkError, check_uplink
@@ -67,7 +67,7 @@ async def _check(config: Config) -> int:
 
 def _tcp_listeners(config: Config) -> list[tuple[str, str]]:
     out = []
-    for name in ("listen", "listen_raw", "admin"):
+    for name in LISTENERS:
         section = getattr(config, name)
         if section is not None and getattr(section, "network", "tcp") == "tcp":
             out.append((name, section.addr))

@@ -16,6 +16,9 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
+# The sections that open a listening socket.
+LISTENERS = ("listen", "listen_raw", "admin")
+
 class ConfigError(Exception):
     """One or more problems with the configuration, one readable line each."""
 
@@ -304,7 +307,7 @@ def check_files(config: Config) -> list[str]:
     wanted: list[tuple[str, str | None]] = []
     if config.uplink.tls and not config.uplink.skipverify:
         wanted.append(("uplink.cacertfile", config.uplink.cacertfile))
-    for name in ("listen", "listen_raw", "admin"):
+    for name in LISTENERS:
         section = getattr(config, name)
         if section is not None and section.tls:
             wanted.append((f"{name}.certfile", section.certfile))

@@ -16,19 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import ssl
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from redis_proxy.config import ConfigError, load_config
+from redis_proxy.config import Config, ConfigError, load_config
+from redis_proxy.gate import PAUSED, PAUSING, RUNNING, STOPPING, Gate, SessionHandle
+from redis_proxy.stats import Stats
 from redis_proxy.uplink import UplinkError, check_uplink
-
-if TYPE_CHECKING:
-    from redis_proxy.server import Proxy
 
 log = logging.getLogger("redis_proxy")
 
-RUNNING, PAUSING, PAUSED, STOPPING = "running", "pausing", "paused", "stopping"
+__all__ = ["RUNNING", "PAUSING", "PAUSED", "STOPPING", "Controller", "ControlError", "ControlTimeout"]
+
 DEFAULT_DRAIN_LIMIT = 10.0  # seconds to wait for in-flight commands when read_time_limit_ms is 0
 
 
@@ -48,16 +50,28 @@ class Switch:
     held_ms: float
 
 
+class ControlledProxy(Protocol):
+    """What the controller needs of the proxy it controls."""
+
+    config: Config
+    config_path: str | None
+    stats: Stats
+
+    @property
+    def sessions(self) -> Collection[SessionHandle]: ...
+    def reload_problems(self, new: Config) -> list[str]: ...
+    def prepare_tls(self, config: Config) -> dict[str, ssl.SSLContext]: ...
+    def make_uplink_ssl(self, config: Config) -> ssl.SSLContext | None: ...
+    def rotate_certificates(self, new: Config) -> None: ...
+    def apply_config(self, new: Config, uplink_ssl: ssl.SSLContext | None) -> None: ...
+
+
 class Controller:
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: ControlledProxy) -> None:
         self.proxy = proxy
-        self.state = RUNNING
-        self.open = True
+        self.gate = Gate(proxy.config.read_time_limit_ms / 1000.0)
+        self.gate.on_idle = self.check_idle
         self.closing = False
-        self.inflight = 0
-        self.txn = 0
-        self.generation = 0  # bumped on every uplink switch; sessions reconnect when theirs is older
-        self.time_limit = proxy.config.read_time_limit_ms / 1000.0
         self.operator_paused = False
         self.paused_since: float | None = None
         self.switches: deque[Switch] = deque(maxlen=20)
@@ -67,11 +81,28 @@ class Controller:
 
     # -- state --------------------------------------------------------------
 
+    @property
+    def state(self) -> str:
+        return self.gate.state
+
+    @property
+    def inflight(self) -> int:
+        return self.gate.inflight
+
+    @property
+    def txn(self) -> int:
+        return self.gate.txn
+
+    @property
+    def time_limit(self) -> float:
+        return self.gate.time_limit
+
     def _set_state(self, state: str) -> None:
-        if state != self.state:
-            log.info("state: %s -> %s", self.state, state)
-            self.state = state
-            self.open = state == RUNNING
+        gate = self.gate
+        if state != gate.state:
+            log.info("state: %s -> %s", gate.state, state)
+            gate.state = state
+            gate.open = state == RUNNING
             self._notify()
 
     def _notify(self) -> None:
@@ -80,15 +111,16 @@ class Controller:
         self._changed = asyncio.Event()
 
     def check_idle(self) -> None:
-        """Called by sessions when in-flight or transaction counts may have reached zero."""
-        if self.state == PAUSING and self.inflight == 0 and self.txn == 0:
+        """Called by sessions (through the gate) when in-flight or transaction counts may have reached zero."""
+        gate = self.gate
+        if gate.state == PAUSING and gate.inflight == 0 and gate.txn == 0:
             self._set_state(PAUSED)
-        elif self.state == STOPPING and self.inflight == 0:
+        elif gate.state == STOPPING and gate.inflight == 0:
             self._notify()
 
     @property
     def waiting(self) -> int:
-        return sum(len(s.queue) for s in self.proxy.sessions)
+        return sum(s.held for s in self.proxy.sessions)
 
     # -- operator API -----------------------------------------------------------
 
@@ -123,6 +155,9 @@ class Controller:
                 # in flight, and is bounded the same way.
                 loop = asyncio.get_running_loop()
                 self._txn_timer = loop.call_later(self.time_limit, self._expire_transactions)
+            # Blocked clients (BLPOP...) are unblocked on the server and sent again after the pause.
+            for session in list(self.proxy.sessions):
+                session.pausing()
             self.check_idle()
 
     def _expire_transactions(self) -> None:
@@ -164,8 +199,8 @@ class Controller:
 
     def _set_time_limit(self, limit_ms: int) -> None:
         limit = limit_ms / 1000.0
-        if limit != self.time_limit:
-            self.time_limit = limit
+        if limit != self.gate.time_limit:
+            self.gate.time_limit = limit
             for session in list(self.proxy.sessions):
                 session.rearm_timer()
 
@@ -242,7 +277,7 @@ class Controller:
         try:
             proxy.apply_config(new, uplink_ssl)
             self._set_time_limit(new.read_time_limit_ms)
-            self.generation += 1
+            self.gate.generation += 1
             for session in list(proxy.sessions):
                 session.switch_uplink()
         except Exception as exc:  # never leave clients held by a failed reload

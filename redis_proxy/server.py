@@ -17,16 +17,18 @@ import ssl
 import stat
 from typing import Any
 
-from redis_proxy.config import Config, ConfigError, parse_tcp_addr
+from redis_proxy.admin.server import start_admin
+from redis_proxy.config import LISTENERS, Config, ConfigError, UplinkConfig, parse_tcp_addr
 from redis_proxy.controller import ControlError, Controller
+from redis_proxy.gate import Gate
 from redis_proxy.raw import RawPipe, raw_protocol_factory
-from redis_proxy.session import ClientSession
+from redis_proxy.session.protocol import ClientSession
+from redis_proxy.session.unblock import Unblocker
 from redis_proxy.stats import Stats
 from redis_proxy.tls import server_context, uplink_context
 
 log = logging.getLogger("redis_proxy")
 
-_LISTENERS = ("listen", "listen_raw", "admin")
 
 
 class Proxy:
@@ -40,6 +42,8 @@ class Proxy:
         self.tls = self.prepare_tls(config)
         self.uplink_ssl = self.make_uplink_ssl(config)
         self.controller = Controller(self)
+        self.gate: Gate = self.controller.gate
+        self.unblocker = Unblocker(self.uplink_settings, self.spawn)
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured
         self._servers: list[asyncio.Server] = []
@@ -56,6 +60,15 @@ class Proxy:
     def make_uplink_ssl(self, config: Config) -> ssl.SSLContext | None:
         return uplink_context(config.uplink)
 
+    def uplink_settings(self) -> tuple[UplinkConfig, ssl.SSLContext | None]:
+        """Where new uplink connections go, as of now."""
+        return self.config.uplink, self.uplink_ssl
+
+    @property
+    def listen_password(self) -> bytes | None:
+        password = self.config.listen.password
+        return password.encode() if password is not None else None
+
     def rotate_certificates(self, new: Config) -> None:
         """Load the new config's listener certificates into the live TLS contexts,
         so new handshakes use them and open connections are untouched.
@@ -70,7 +83,7 @@ class Proxy:
 
     def reload_problems(self, new: Config) -> list[str]:
         problems = self.config.listen_addresses_changed(new)
-        for name in _LISTENERS:
+        for name in LISTENERS:
             old_section, new_section = getattr(self.config, name), getattr(new, name)
             if old_section is not None and new_section is not None and old_section.tls != new_section.tls:
                 line = f"{name}.tls cannot change on reload ({str(old_section.tls).lower()} -> {str(new_section.tls).lower()})"
@@ -83,6 +96,8 @@ class Proxy:
         self.config = new
         self.log_messages = new.log_messages
         self.uplink_ssl = uplink_ssl
+        for session in self.sessions:
+            session.set_tracing(new.log_messages)
 
     # -- listeners --------------------------------------------------------------------
 
@@ -95,13 +110,8 @@ class Proxy:
                 "listen_raw", config.listen_raw.addr, config.listen_raw.network, lambda: raw_protocol_factory(self)
             )
         if config.admin is not None:
-            try:
-                from redis_proxy.admin.server import start_admin
-            except ImportError:  # the admin app is optional at this stage
-                log.warning("admin: the admin app is not available in this build")
-            else:
-                self.admin = await start_admin(self)
-                self.addresses["admin"] = self.admin.address
+            self.admin = await start_admin(self)
+            self.addresses["admin"] = self.admin.address
 
     async def _listen(self, name: str, addr: str, network: str, factory: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -184,7 +194,7 @@ class Proxy:
 def listener_tls(config: Config) -> dict[str, ssl.SSLContext]:
     """Server TLS contexts for the listeners that use TLS (raises ConfigError)."""
     contexts: dict[str, ssl.SSLContext] = {}
-    for name in _LISTENERS:
+    for name in LISTENERS:
         section = getattr(config, name)
         if section is not None and section.tls:
             assert section.certfile and section.keyfile

@@ -55,6 +55,10 @@ class UplinkSink(Protocol):
     def uplink_resume_writing(self) -> None: ...
 
 
+# Asked on every new uplink connection: the id CLIENT UNBLOCK needs.
+CLIENT_ID = [b"CLIENT", b"ID"]
+
+
 def auth_command(config: UplinkConfig) -> list[bytes] | None:
     if config.password is None:
         return None
@@ -77,6 +81,7 @@ def replay_commands(config: UplinkConfig, state: SessionState) -> list[list[byte
         commands.append([b"CLIENT", b"SETNAME", state.name])
     if state.readonly:
         commands.append([b"READONLY"])
+    commands.append(CLIENT_ID)
     return commands
 
 
@@ -144,17 +149,18 @@ class UplinkConnection(asyncio.Protocol):
 
     async def handshake(
         self, commands: list[list[bytes]], subscriptions: list[list[bytes]], confirmations: int, timeout: float
-    ) -> tuple[list[bytes], bytes]:
+    ) -> tuple[list[bytes], bytes, int | None]:
         """Send the commands and subscriptions, swallow their replies.
 
         Returns the pub/sub messages that arrived in between (to pass on to
-        the client) and any bytes after the last swallowed reply, which
-        belong to the client's stream.
+        the client), any bytes after the last swallowed reply, which belong
+        to the client's stream, and the answer to CLIENT ID when it was one of
+        the commands (None if the server refused it).
         """
         assert self.transport is not None
         everything = commands + subscriptions
         if not everything:
-            return [], b""
+            return [], b"", None
         handshake = _Handshake(commands, confirmations)
         self._handshake = handshake
         self.transport.write(b"".join(encode_command(c) for c in everything))
@@ -187,7 +193,8 @@ class _Handshake:
         self.buffer = bytearray()  # bytes since the last reply boundary
         self.answered = 0
         self.forward: list[bytes] = []
-        self.done: asyncio.Future[tuple[list[bytes], bytes]] = asyncio.get_running_loop().create_future()
+        self.client_id: int | None = None
+        self.done: asyncio.Future[tuple[list[bytes], bytes, int | None]] = asyncio.get_running_loop().create_future()
 
     def fail(self, exc: Exception) -> None:
         if not self.done.done():
@@ -216,13 +223,18 @@ class _Handshake:
                 self.forward.append(bytes(self.buffer[start:end]))
             start = end
             if self.answered == len(self.commands) + self.confirmations:
-                self.done.set_result((self.forward, bytes(self.buffer[end:])))
+                self.done.set_result((self.forward, bytes(self.buffer[end:]), self.client_id))
                 return
         del self.buffer[:start]
 
     def _take(self, reply: Reply) -> bool:
         """Account for one reply; True if it is the handshake's to swallow."""
         if self.answered < len(self.commands):
+            if self.commands[self.answered] == CLIENT_ID:
+                # Optional: without it, blocking commands simply hold a pause until they return.
+                self.client_id = int(reply.text) if not reply.is_error and reply.text and reply.text.isdigit() else None
+                self.answered += 1
+                return True
             if reply.is_error:
                 command = self.commands[self.answered][0].decode()
                 text = (reply.text or b"").decode(errors="replace")
@@ -270,20 +282,30 @@ async def open_uplink(
     return connection
 
 
+@dataclass
+class ReadyUplink:
+    """An uplink connection with the session replayed on it."""
+
+    connection: UplinkConnection
+    forward: list[bytes]  # pub/sub messages that arrived during the replay: the client's
+    leftover: bytes  # bytes after the last replay reply: the client's stream
+    client_id: int | None  # CLIENT ID on the server, for CLIENT UNBLOCK
+
+
 async def connect_session(
     config: UplinkConfig, ssl_context: ssl.SSLContext | None, state: SessionState, timeout: float
-) -> tuple[UplinkConnection, list[bytes], bytes]:
+) -> ReadyUplink:
     """A ready uplink connection for a client: connected, authenticated, session replayed."""
     connection: UplinkConnection = await open_uplink(config, ssl_context, timeout)
     subscriptions, confirmations = subscribe_commands(state)
     try:
-        forward, leftover = await connection.handshake(
+        forward, leftover, client_id = await connection.handshake(
             replay_commands(config, state), subscriptions, confirmations, timeout
         )
     except BaseException:
         connection.abort()
         raise
-    return connection, forward, leftover
+    return ReadyUplink(connection, forward, leftover, client_id)
 
 
 async def check_uplink(config: UplinkConfig, ssl_context: ssl.SSLContext | None, timeout: float = 5.0) -> str:

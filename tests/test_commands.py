@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redis_proxy.commands import Kind, is_message, is_subscribe_reply, is_unsubscribe_reply, kind_of
-from redis_proxy.session import _has_special
+from redis_proxy.session.hotpath import has_special as _has_special
 
 
 @pytest.mark.parametrize("name", [b"select", b"SELECT", b"Select", b"sElEcT"])

@@ -358,47 +358,77 @@ def test_reload_waiting_for_a_transaction_does_not_switch_under_its_exec(
 # -- blocking commands and the read time limit ------------------------------------------------------
 
 
-def test_blocking_command_is_in_flight_until_it_returns(redis_factory: Factory, inproc_proxy: Factory) -> None:
+def test_blocked_client_is_unblocked_for_a_pause_and_blocks_again(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    """A client blocked in BLPOP does not hold a pause: the proxy unblocks it on the server,
+    swallows the timeout reply and sends BLPOP again after the pause; the client sees one reply."""
     server = redis_factory()
     proxy = start_proxy(inproc_proxy, server)
     client = warm(proxy.client())
+    blpop = bg(client.blpop, [b"q"], 0)
+    in_flight(proxy, 1)
+    took = proxy.pause_and_wait(2)
+    assert took < 1.0, f"pause took {took:.2f} s"
+    assert proxy.info()["active_requests"] == 0 and still_pending(blpop)
+    server.client().rpush(b"q", b"x")  # while paused: BLPOP is not on the server now
+    assert still_pending(blpop)
+    proxy.unpause()
+    assert blpop.result(5) in ((b"q", b"x"), [b"q", b"x"])
+
+    # Its own timeout still counts from when the client sent it: 1.0 s in all, pause included.
+    started = time.monotonic()
     blpop = bg(client.blpop, [b"q"], 1)
     in_flight(proxy, 1)
-    proxy.pause()
-    time.sleep(0.5)
-    info = proxy.info()
-    assert info["state_str"] == "pausing" and info["active_requests"] == 1
-    assert blpop.result(5) is None  # timed out on the server after 1 s
-    assert proxy.state() == "paused"
+    time.sleep(0.2)
+    proxy.pause_and_wait(2)
+    time.sleep(0.3)
     proxy.unpause()
+    assert blpop.result(5) is None
+    assert 0.9 <= time.monotonic() - started < 1.6
 
-    # Woken by a push (straight to the server): in flight until then.
+    # Woken by a push before the pause: the real reply is delivered, once.
     blpop = bg(client.blpop, [b"q"], 5)
     in_flight(proxy, 1)
-    proxy.pause()
-    assert proxy.state() == "pausing"
-    server.client().rpush(b"q", b"x")
-    assert blpop.result(5) == (b"q", b"x") or blpop.result() == [b"q", b"x"]
-    proxy.wait_state("paused", 2)
-    proxy.unpause()
+    server.client().rpush(b"q", b"y")
+    assert blpop.result(5) in ((b"q", b"y"), [b"q", b"y"])
+    assert client.ping()
+
+
+def test_blocked_client_follows_a_switch(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    old, new = redis_factory(), redis_factory()
+    proxy = start_proxy(inproc_proxy, old)
+    client = warm(proxy.client())
+    new.client().xgroup_create("s", "g", id="0", mkstream=True)
+    old.client().xgroup_create("s", "g", id="0", mkstream=True)
+    blpop = bg(client.blpop, [b"jobs"], 0)
+    xread = bg(warm(proxy.client()).xreadgroup, "g", "c", {"s": ">"}, None, 0)
+    in_flight(proxy, 2)
+    proxy.rewrite_config(new_config(proxy, new))
+    result = proxy.reload()
+    assert result["switched"] and result["held_ms"] < 1000
+    new.client().rpush(b"jobs", b"job-1")
+    new.client().xadd("s", {"f": "v"}, id="1-1")
+    assert blpop.result(5) in ((b"jobs", b"job-1"), [b"jobs", b"job-1"])
+    got = xread.result(5)
+    assert got and b"1-1" in repr(got).encode()
+    assert old.client().llen(b"jobs") == 0
 
 
 def test_read_time_limit_bounds_a_blocking_command(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    """A blocking command's limit is its own timeout plus read_time_limit_ms; it never holds a pause."""
     server = redis_factory()
     proxy = start_proxy(inproc_proxy, server, read_time_limit_ms=300)
-    other = warm(proxy.client())
+    warm(proxy.client())
     raw = proxy.raw()
+    raw.send(("BLPOP", "q", "0.8"))
+    in_flight(proxy, 1)
+    assert raw.read(5) is None  # its own timeout, not the 300 ms limit
     raw.send(("BLPOP", "q", "0"))
     in_flight(proxy, 1)
     took = proxy.pause_and_wait(2)
     assert took < 1.0, f"pause took {took:.2f} s"
-    assert proxy.state() == "paused"
-    reply = raw.read(5)
-    assert isinstance(reply, hiredis.ReplyError) and "read_time_limit_ms" in str(reply), reply
-    with pytest.raises((ConnectionError, OSError)):
-        raw.read(2)  # the client was disconnected
     proxy.unpause()
-    assert other.ping()
+    server.client().rpush(b"q", b"z")
+    assert raw.read(5) == [b"q", b"z"]
 
 
 # -- pause / unpause semantics --------------------------------------------------------------------------
@@ -811,10 +841,10 @@ def test_reload_applies_read_time_limit(redis_factory: Factory, inproc_proxy: Fa
     proxy.rewrite_config(new_config(proxy, server, read_time_limit_ms=300))
     assert proxy.reload()["switched"] is False
     raw = proxy.raw()
-    raw.send(("BLPOP", "q", "0"))
+    raw.send(("DEBUG", "SLEEP", "1"))
     reply, took = timed(raw.read, 5)
     assert isinstance(reply, hiredis.ReplyError) and "300 ms" in str(reply), reply
-    assert took < 1.5
+    assert took < 0.9
 
     # And back to no limit: a 0.6 s command is not cut.
     proxy.rewrite_config(new_config(proxy, server, read_time_limit_ms=0))
@@ -832,10 +862,10 @@ def test_lowered_read_time_limit_applies_to_a_connection_that_was_already_used(
     assert raw.call("PING") == b"PONG"  # arms the session's timer for +1.5 s
     proxy.rewrite_config(new_config(proxy, server, read_time_limit_ms=300))
     proxy.reload()
-    raw.send(("BLPOP", "q", "0"))
+    raw.send(("DEBUG", "SLEEP", "1.2"))
     reply, took = timed(raw.read, 5)
     assert isinstance(reply, hiredis.ReplyError)
-    assert took < 1.0, f"BLPOP was cut after {took:.2f} s with read_time_limit_ms=300"
+    assert took < 1.0, f"DEBUG SLEEP was cut after {took:.2f} s with read_time_limit_ms=300"
 
 
 def test_reload_applies_log_messages(

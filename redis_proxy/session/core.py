@@ -1,0 +1,509 @@
+"""The session core, sans-I/O: one client connection and its uplink connection, as events in and actions out.
+
+Events are method calls (`client_data`, `uplink_data`, `uplink_ready`, ...);
+each returns the list of actions (types.py) the I/O layer must perform, in
+order. Nothing here imports asyncio or touches a socket; time comes from an
+injected clock.
+
+How replies are matched to commands: every forwarded batch or tracked
+command appends a typed pending entry; replies count off the head entry.
+While no entry needs to change what the client sees (`specials == 0`), the
+uplink's bytes are written through whole and only counted (the hot path).
+When a reply must be replaced or swallowed (a stand-in's, an unblocked
+command's timeout) or a reply of the proxy's own must be slotted in between
+upstream replies, the reply framer runs exactly and the bytes are cut at
+reply boundaries.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from redis_proxy.commands import Kind
+from redis_proxy.gate import Gate
+from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, encode_command
+from redis_proxy.session import routing
+from redis_proxy.session.blocking import can_reissue
+from redis_proxy.session.hotpath import has_special
+from redis_proxy.session.replies import ReplyAccounting
+from redis_proxy.session.types import (
+    Action, After, Blocking, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Pending, Plain, ReadClient,
+    Replace, ResetConnection, SetProtocol, SetTimer, StartTxn, Subscription, Tracked, Unblock, WriteUplink, Watch,
+)
+from redis_proxy.stats import Stats
+from redis_proxy.uplink import SessionState
+
+# Held commands beyond this many bytes stop the proxy reading from that client until they drain.
+HELD_BYTES_LIMIT = 4 * 1024 * 1024
+
+NO_UPLINK, CONNECTING, READY = 0, 1, 2
+
+
+class SessionCore(ReplyAccounting):
+    def __init__(self, gate: Gate, stats: Stats, password: bytes | None, clock: Callable[[], float]) -> None:
+        super().__init__(gate, stats, clock)
+        self.password = password
+        self.authed = password is None
+        self.requests = RequestFramer()
+        self.queue: deque[Held | HeldLocal] = deque()
+        self.held_bytes = 0
+        self.reading = True
+        self.uplink = NO_UPLINK
+        self.uplink_gen = -1
+        self.uplink_id: int | None = None  # CLIENT ID of the uplink connection, for CLIENT UNBLOCK
+        self.eof = False  # the client half-closed: answer what it sent, then close
+        self.broken = False  # a protocol error: read nothing more
+        self.txn_hello = False  # the open transaction queued HELLO
+        self.uplink_auth: bytes | None = None  # the proxy's own AUTH, replayed after a client's RESET
+        self.trace: Callable[[str, list[bytes]], None] | None = None  # log_messages: sees every command
+
+    # -- what routing and the controller read ----------------------------------------
+
+    @property
+    def resp3(self) -> bool:
+        return self.state.resp3
+
+    @property
+    def subscribed(self) -> bool:
+        return self.state.subscribed
+
+    @property
+    def has_uplink(self) -> bool:
+        return self.uplink == READY
+
+    @property
+    def in_txn(self) -> bool:
+        return self.in_multi or self.watching
+
+    @property
+    def held(self) -> int:
+        return sum(1 for item in self.queue if type(item) is Held)
+
+    def _take_actions(self) -> list[Action]:
+        actions, self.actions = self.actions, []
+        return actions
+
+    # -- events from the client ---------------------------------------------------------
+
+    def client_data(self, data: bytes) -> list[Action]:
+        self.stats.bytes_from_clients += len(data)
+        if self.broken or self.closing:
+            return []
+        try:
+            batches = self.requests.feed(data)
+        except ProtocolError as exc:
+            for batch in getattr(exc, "batches", []):
+                self._on_batch(batch)
+            self._protocol_error(exc)
+            return self._take_actions()
+        for batch in batches:
+            self._on_batch(batch)
+        return self._take_actions()
+
+    def client_eof(self) -> list[Action]:
+        self.eof = True
+        self._maybe_finish()
+        return self._take_actions()
+
+    def _on_batch(self, batch: Batch) -> None:
+        commands = batch.commands
+        if self.trace is not None:
+            for command in commands:
+                self.trace("->", command)
+        gate = self.gate
+        raw = batch.raw
+        if (
+            raw is not None
+            and gate.open
+            and self.uplink == READY
+            and self.authed
+            and not self.queue
+            and self.unblocking is None
+            and self.uplink_gen == gate.generation
+            and not has_special(commands)
+        ):
+            # The hot path, written out flat: one write upstream, one pending entry, the counters.
+            self.actions.append(WriteUplink(raw))
+            count = len(commands)
+            self._expect(Plain(count, self.clock()), count)
+            stats = self.stats
+            stats.commands += count
+            stats.count_names(commands)
+            delay = stats.proxy_delay  # forwarded in the callback that received it: the lowest bucket
+            delay.counts[0] += 1
+            delay.count += 1
+            return
+        now = self.clock()
+        if len(commands) == 1:
+            self._hold(commands[0], raw, now)
+        else:
+            for command in commands:
+                self._hold(command, None, now)
+        self._drain()
+
+    def _hold(self, command: list[bytes], raw: list[bytes] | None, now: float) -> None:
+        size = sum(map(len, raw)) if raw is not None else sum(map(len, command))
+        self.queue.append(Held(command, raw, now, size))
+        self.held_bytes += size
+        if self.held_bytes > HELD_BYTES_LIMIT and self.reading:
+            self.reading = False
+            self.actions.append(ReadClient(False))
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        """Like Redis: the whole commands before the bad one run, their replies come first, then the error, then close."""
+        self.stats.proxy_errors += 1
+        self.broken = True
+        if self.reading:
+            self.reading = False
+            self.actions.append(ReadClient(False))
+        local = Local(routing.error(f"ERR Protocol error: {exc}"), After.CLOSE)
+        if self.queue:
+            self.queue.append(HeldLocal(local))
+            self._drain()
+        else:
+            self._local(local)
+
+    # -- forwarding held commands ---------------------------------------------------------
+
+    def _gate_allows(self) -> bool:
+        gate = self.gate
+        return (gate.open or (gate.draining and self.in_txn)) and self.unblocking is None and not self.closing
+
+    def _drain(self) -> None:
+        """Forward (or answer) held commands, in order, for as long as the gate and the uplink allow."""
+        out: list[bytes] = []
+        count = 0
+        now = self.clock()
+        queue = self.queue
+        while queue and not self.closing:
+            item = queue[0]
+            if type(item) is HeldLocal:
+                self._forward(out, count, now)
+                out, count = [], 0
+                queue.popleft()
+                self._local(item.local)
+                continue
+            assert type(item) is Held
+            if not self._gate_allows() or self.unsettled:
+                break
+            decision = routing.route(item.command, self)
+            if self._needs_uplink(decision) and not self._uplink_current():
+                self._forward(out, count, now)
+                out, count = [], 0
+                self._want_uplink()
+                break
+            queue.popleft()
+            self.held_bytes -= item.size
+            self.stats.proxy_delay.observe(now - item.arrived)
+            if decision is None:
+                out.extend(item.raw if item.raw is not None else (encode_command(item.command),))
+                count += 1
+                self.stats.count_names([item.command])
+                continue
+            self._forward(out, count, now)
+            out, count = [], 0
+            self._apply(decision, item, now)
+        self._forward(out, count, now)
+        if not self.reading and self.held_bytes <= HELD_BYTES_LIMIT // 2 and not self.broken:
+            self.reading = True
+            self.actions.append(ReadClient(True))
+        if not self.gate.open:
+            self.gate.check_idle()
+        self._maybe_finish()
+
+    def _forward(self, out: list[bytes], count: int, now: float) -> None:
+        if out:
+            self.actions.append(WriteUplink(out))
+            self._expect(Plain(count, now), count)
+            self.stats.commands += count
+
+    def _needs_uplink(self, decision: routing.Decision) -> bool:
+        if type(decision) is routing.Answer:
+            return False
+        if type(decision) is routing.Refuse:
+            return self.in_multi  # inside MULTI a stand-in goes upstream to abort the transaction
+        if type(decision) is routing.Reset:
+            return self.uplink == READY
+        return True
+
+    def _uplink_current(self) -> bool:
+        return self.uplink == READY and self.uplink_gen == self.gate.generation
+
+    def _want_uplink(self) -> None:
+        if self.uplink == READY and self.uplink_gen != self.gate.generation:
+            if self.pending or self.replies.in_reply() or self.partial is not None:
+                return  # the stale connection is left at its next reply boundary (uplink_data)
+            self._retire_uplink()
+        if self.uplink == NO_UPLINK and not self.closing:
+            self.uplink = CONNECTING
+            self.actions.append(ConnectUplink(self.gate.generation))
+
+    def _send(self, wire: list[bytes], entry: Pending, replies: int) -> None:
+        self.actions.append(WriteUplink(wire))
+        self._expect(entry, replies)
+        self.stats.commands += 1
+
+    def _apply(self, decision: routing.Decision, item: Held, now: float) -> None:
+        """Carry out one non-plain decision for a command leaving the queue."""
+        command = item.command
+        wire = item.raw if item.raw is not None else [encode_command(command)]
+        self.stats.count_names([command])
+        t = type(decision)
+        if t is routing.Answer:
+            assert isinstance(decision, routing.Answer)
+            if decision.authenticate:
+                self.authed = True
+            else:
+                self.stats.proxy_errors += decision.data[:1] == b"-"
+            self._local(Local(decision.data, decision.after))
+        elif t is routing.Refuse:
+            assert isinstance(decision, routing.Refuse)
+            self.stats.proxy_errors += 1
+            if self.in_multi:
+                self._send([routing.POISON], Replace(decision.data, now), 1)
+            else:
+                self._local(Local(decision.data, After.NOTHING))
+        elif t is routing.Track:
+            assert isinstance(decision, routing.Track)
+            if decision.authenticate:
+                self.authed = True
+            self._track(decision, wire, now)
+        elif t is routing.Subscribe:
+            assert isinstance(decision, routing.Subscribe)
+            self._subscribe(decision, wire, now)
+        elif t is routing.Block:
+            assert isinstance(decision, routing.Block)
+            deadline = now + decision.timeout if decision.timeout else None
+            self._send(wire, Blocking(tuple(command), now, deadline), 1)
+        elif t is routing.Txn:
+            assert isinstance(decision, routing.Txn)
+            self._txn(decision, wire, now)
+        elif t is routing.Reset:
+            self._reset(now)
+
+    def _reset(self, now: float) -> None:
+        """RESET: the proxy's state for this client starts afresh; upstream, RESET runs and the proxy's own AUTH is replayed."""
+        self.state = SessionState()
+        self._set_txn(False, False)
+        self.txn_effects = []
+        self.txn_hello = False
+        self.authed = self.password is None
+        if self.uplink != READY:
+            self._local(Local(b"+RESET\r\n", After.NOTHING))
+            return
+        self._send([b"*1\r\n$5\r\nRESET\r\n"], Tracked(ResetConnection(), now, False), 1)
+        if self.uplink_auth is not None:
+            self._send([self.uplink_auth], Replace(b"", now), 1)
+
+    # -- events from the uplink and the controller --------------------------------------------
+
+    def uplink_ready(
+        self, generation: int, client_id: int | None, forwarded: list[bytes], auth: bytes | None
+    ) -> list[Action]:
+        """A new uplink connection is connected, authenticated and the session replayed on it."""
+        self.uplink = READY
+        self.uplink_auth = auth
+        self.uplink_gen = generation
+        self.uplink_id = client_id
+        self.replies = ReplyFramer()
+        self.replies.set_fast_path(self.specials == 0)
+        self.sync_subscriptions(self.state)
+        for message in forwarded:  # pub/sub messages that arrived during the replay
+            self._uplink_bytes(message)
+        if generation != self.gate.generation:
+            self._retire_uplink()
+            if self.state.subscribed:
+                self._want_uplink()
+        self._drain()
+        return self._take_actions()
+
+    def uplink_failed(self, reason: str) -> list[Action]:
+        """The uplink could not be reached: every held command gets an error, in order."""
+        self.uplink = NO_UPLINK
+        self.stats.uplink_failures += 1
+        if self.state.subscribed and not self.queue:
+            self._fail(f"ERR upstream unavailable: {reason}")
+            return self._take_actions()
+        text = routing.error(f"ERR upstream unavailable: {reason}")
+        while self.queue:
+            item = self.queue.popleft()
+            if type(item) is HeldLocal:
+                self._local(item.local)
+                continue
+            assert type(item) is Held
+            self.held_bytes -= item.size
+            self.stats.proxy_errors += 1
+            self._local(Local(text, After.NOTHING))
+        if not self.reading and not self.broken:
+            self.reading = True
+            self.actions.append(ReadClient(True))
+        self._maybe_finish()
+        return self._take_actions()
+
+    def uplink_lost(self, reason: str) -> list[Action]:
+        self.uplink = NO_UPLINK
+        self.stats.uplink_failures += 1
+        if self.outstanding or self.in_txn or self.state.subscribed or self.replies.in_reply() or self.unblocking:
+            # Replies are owed, or server-side state (transaction, WATCH, subscriptions) is gone.
+            self._fail(f"ERR upstream connection lost: {reason}")
+        return self._take_actions()
+
+    def uplink_data(self, data: bytes) -> list[Action]:
+        self._uplink_bytes(data)
+        if self.uplink_gen != self.gate.generation:
+            self._retire_if_idle()
+        if self.queue and self._gate_allows():  # a command the proxy unblocked goes out again
+            self._drain()
+        if self.eof:
+            self._maybe_finish()
+        return self._take_actions()
+
+    def resume(self) -> list[Action]:
+        """The gate opened."""
+        if self.queue and not self.closing:
+            self._drain()
+        return self._take_actions()
+
+    def switch_uplink(self) -> list[Action]:
+        """The generation changed: leave the old uplink connection at the next reply boundary."""
+        self._retire_if_idle()
+        return self._take_actions()
+
+    def pausing(self) -> list[Action]:
+        """The gate shut: a blocking command that is the last thing in flight is unblocked on the server."""
+        pending = self.pending
+        if (
+            self.uplink == READY
+            and self.uplink_id is not None
+            and self.unblocking is None
+            and pending
+            and type(pending[-1]) is Blocking
+        ):
+            entry = pending[-1]
+            assert isinstance(entry, Blocking)
+            if not can_reissue(entry.command):
+                return self._take_actions()
+            self.unblocking = entry
+            self._special(1)
+            self.actions.append(Unblock(self.uplink_id))
+        return self._take_actions()
+
+    def timer_fired(self) -> list[Action]:
+        self.timer = None
+        limit = self.gate.time_limit
+        if limit and not self.closing:
+            deadline = self._deadline(limit)
+            if deadline is not None and self.clock() >= deadline:
+                self.stats.time_limit_kills += 1
+                self._fail(f"ERR command timed out after {limit * 1000:.0f} ms (read_time_limit_ms)")
+            elif deadline is not None:
+                self.timer = deadline
+                self.actions.append(SetTimer(deadline))
+        return self._take_actions()
+
+    def rearm_timer(self) -> list[Action]:
+        self.timer = None
+        self.actions.append(SetTimer(None))
+        self._arm_timer()
+        return self._take_actions()
+
+    def fail(self, text: str | None, reason: str) -> list[Action]:
+        """End this client (time limit, shutdown): an error for what it is owed when the stream allows, then close."""
+        self._fail(text, reason)
+        return self._take_actions()
+
+    def client_lost(self) -> None:
+        """The client connection is gone: stop counting its commands."""
+        self.closing = True
+        self._settle()
+        self.queue.clear()
+        self._set_txn(False, False)
+
+    # -- the uplink connection's life -----------------------------------------------------------
+
+    def _retire_if_idle(self) -> None:
+        """Leave a stale uplink connection once nothing more is owed on it (never mid-reply)."""
+        if self.uplink != READY or self.uplink_gen == self.gate.generation:
+            return
+        if self.pending or self.replies.in_reply() or self.partial is not None:
+            return
+        self._retire_uplink()
+        if self.state.subscribed:
+            self._want_uplink()  # messages must keep flowing, paused or not
+        elif self.queue and self._gate_allows():
+            self._drain()
+
+    def _retire_uplink(self) -> None:
+        self.uplink = NO_UPLINK
+        self.uplink_id = None
+        self.actions.append(CloseUplink())
+
+    # -- applying decisions ------------------------------------------------------------------------
+
+    def _track(self, decision: routing.Track, wire: list[bytes], now: float) -> None:
+        effect = decision.effect
+        if type(effect) is SetProtocol and not self.in_multi:
+            # Commands pipelined behind HELLO are in the new protocol; a refusal puts it back.
+            self.state.resp3 = effect.resp3
+        elif type(effect) is SetProtocol:
+            self.txn_hello = True
+        self._send([decision.wire] if decision.wire is not None else wire, Tracked(effect, now, self.in_multi), 1)
+
+    def _subscribe(self, decision: routing.Subscribe, wire: list[bytes], now: float) -> None:
+        target = self._subscription_set(decision.kind)
+        channels = decision.channels
+        added: tuple[bytes, ...] = ()
+        if decision.unsubscribe:
+            # One confirmation per channel named, or per channel dropped, or
+            # one (with no channel) when there was none to drop.
+            confirmations = len(channels) if channels else max(1, len(target))
+            if channels:
+                target.difference_update(channels)
+            else:
+                target.clear()
+        else:
+            added = tuple(channel for channel in dict.fromkeys(channels) if channel not in target)
+            target.update(channels)
+            confirmations = len(channels)
+        self._send(wire, Subscription(decision.kind, confirmations, added, now), confirmations)
+
+    def _txn(self, decision: routing.Txn, wire: list[bytes], now: float) -> None:
+        kind = decision.kind
+        entry: Pending
+        if kind == Kind.MULTI:
+            self._set_txn(True, self.watching)
+            entry = Tracked(StartTxn(), now, False)
+        elif kind in (Kind.EXEC, Kind.DISCARD):
+            self._set_txn(False, False)
+            unsettling = self.txn_hello and kind == Kind.EXEC
+            self.txn_hello = False
+            self.unsettled += unsettling
+            entry = Tracked(Exec(kind == Kind.EXEC, unsettling), now, False)
+        elif kind == Kind.WATCH:
+            entry = Tracked(Watch(self.watching), now, False)
+            self._set_txn(False, True)
+        else:  # UNWATCH
+            self._set_txn(False, False)
+            entry = Plain(1, now)
+        self._send(wire, entry, 1)
+
+    # -- hooks for the reply side ----------------------------------------------------------------
+
+    def _requeue(self, command: list[bytes]) -> None:
+        """A command the proxy unblocked on the server: first in line again."""
+        size = sum(map(len, command))
+        self.queue.appendleft(Held(command, None, self.clock(), size))
+        self.held_bytes += size
+
+    def _maybe_finish(self) -> None:
+        """After a half-close, close once everything the client sent has been answered (as Redis does)."""
+        if (
+            self.eof
+            and not self.closing
+            and not self.queue
+            and not self.pending
+            and self.uplink != CONNECTING
+            and not self.replies.in_reply()
+        ):
+            self._close("the client closed its side and every reply has been sent")

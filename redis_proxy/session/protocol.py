@@ -1,0 +1,274 @@
+"""The asyncio side of a client session: feeds socket events to the core and performs its actions.
+
+All socket I/O of a client connection and its uplink connection happens here.
+Backpressure stays at this level: when the client reads slower than the
+uplink answers, the uplink is not read; when the uplink's write buffer is
+high, the client is not read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from typing import Protocol
+
+from redis_proxy.config import UplinkConfig
+from redis_proxy.gate import STOPPING, Gate
+from redis_proxy.resp import encode_command
+from redis_proxy.session.core import SessionCore
+from redis_proxy.session.trace import describe, describe_command
+from redis_proxy.session.types import (
+    Action, CloseClient, CloseUplink, ConnectUplink, ReadClient, SetTimer, Unblock, WriteClient, WriteUplink,
+)
+from redis_proxy.session.unblock import Unblocker
+from redis_proxy.sockets import set_nodelay
+from redis_proxy.stats import Stats
+from redis_proxy.uplink import UplinkConnection, UplinkError, auth_command, connect_session
+
+log = logging.getLogger("redis_proxy")
+
+CONNECT_TIMEOUT = 10.0
+
+
+class SessionContext(Protocol):
+    """What a session needs from the proxy that runs it."""
+
+    gate: Gate
+    stats: Stats
+    sessions: set[ClientSession]
+    unblocker: Unblocker
+
+    @property
+    def log_messages(self) -> bool: ...
+    @property
+    def listen_password(self) -> bytes | None: ...
+    def uplink_settings(self) -> tuple[UplinkConfig, ssl.SSLContext | None]: ...
+
+
+class ClientSession(asyncio.Protocol):
+    def __init__(self, context: SessionContext) -> None:
+        self.context = context
+        self.core = SessionCore(context.gate, context.stats, context.listen_password, time.monotonic)
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.uplink: UplinkConnection | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._client_paused = False  # the client's write buffer is full: the uplink is not read
+        self._reading_paused_by: set[str] = set()
+        self.set_tracing(context.log_messages)
+
+    def set_tracing(self, enabled: bool) -> None:
+        """log_messages: every command and reply of this client is logged (changes on reload)."""
+        self.core.trace = self._trace if enabled else None
+
+    # -- the controller's view (SessionHandle) ------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        return self.core.held
+
+    @property
+    def in_txn(self) -> bool:
+        return self.core.in_txn
+
+    def resume(self) -> None:
+        self._perform(self.core.resume())
+
+    def switch_uplink(self) -> None:
+        self._perform(self.core.switch_uplink())
+
+    def pausing(self) -> None:
+        self._perform(self.core.pausing())
+
+    def rearm_timer(self) -> None:
+        self._perform(self.core.rearm_timer())
+
+    def end_for_time_limit(self, why: str) -> None:
+        self.context.stats.time_limit_kills += 1
+        log.warning("client %s: %s; closing", self.peer, why)
+        self._perform(self.core.fail(f"ERR {why}", why))
+
+    def close(self) -> None:
+        """Shutdown: close both connections now."""
+        self._perform(self.core.fail(None, "the proxy is shutting down"))
+
+    # -- client side: asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+        set_nodelay(transport)
+        self.context.sessions.add(self)
+        self.context.stats.clients_total += 1
+        if self.context.gate.state == STOPPING:
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._perform(self.core.client_data(data))
+
+    def eof_received(self) -> bool:
+        # Keep the connection open for writing: a client that half-closes
+        # after its commands (`nc -N`) still gets their replies.
+        self._perform(self.core.client_eof())
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.context.sessions.discard(self)
+        self.core.client_lost()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+        self._drop_uplink()
+
+    def pause_writing(self) -> None:
+        self._client_paused = True
+        if self.uplink is not None and self.uplink.transport is not None:
+            self.uplink.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._client_paused = False
+        if self.uplink is not None and self.uplink.transport is not None:
+            self.uplink.transport.resume_reading()
+
+    # -- uplink side (UplinkSink) ----------------------------------------------------------------
+
+    def uplink_data(self, data: bytes) -> None:
+        self._perform(self.core.uplink_data(data))
+
+    def uplink_lost(self, uplink: UplinkConnection, exc: Exception | None) -> None:
+        if uplink is not self.uplink:
+            return
+        self.uplink = None
+        reason = f"{exc}" if exc else "the uplink closed the connection"
+        log.info("client %s: uplink connection lost (%s)", self.peer, reason)
+        self._resume_reading("uplink")
+        self._perform(self.core.uplink_lost(reason))
+
+    def uplink_pause_writing(self) -> None:
+        self._pause_reading("uplink")
+
+    def uplink_resume_writing(self) -> None:
+        self._resume_reading("uplink")
+
+    # -- performing actions ----------------------------------------------------------------------
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is WriteUplink:
+                assert isinstance(action, WriteUplink)
+                uplink = self.uplink
+                if uplink is not None and uplink.transport is not None:
+                    chunks = action.chunks
+                    if len(chunks) == 1:
+                        uplink.transport.write(chunks[0])
+                    else:
+                        uplink.transport.writelines(chunks)
+            elif kind is WriteClient:
+                assert isinstance(action, WriteClient)
+                if self.transport is not None:
+                    self.transport.write(action.data)
+                    if self.core.trace is not None:
+                        log.info("client %s <- %s", self.peer, describe(action.data))
+            elif kind is SetTimer:
+                assert isinstance(action, SetTimer)
+                self._set_timer(action.deadline)
+            elif kind is ConnectUplink:
+                assert isinstance(action, ConnectUplink)
+                self._connect(action.generation)
+            elif kind is CloseUplink:
+                self._drop_uplink()
+            elif kind is CloseClient:
+                assert isinstance(action, CloseClient)
+                log.debug("client %s: closing: %s", self.peer, action.reason)
+                if self.transport is not None:
+                    self.transport.close()
+            elif kind is ReadClient:
+                assert isinstance(action, ReadClient)
+                if action.enabled:
+                    self._resume_reading("held")
+                else:
+                    self._pause_reading("held")
+            elif kind is Unblock:
+                assert isinstance(action, Unblock)
+                core = self.core
+                self.context.unblocker.request(action.client_id, lambda: core.unblocking is not None and not core.closing)
+
+    def _set_timer(self, deadline: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self.loop.call_later(max(0.0, deadline - time.monotonic()), self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._perform(self.core.timer_fired())
+
+    def _pause_reading(self, why: str) -> None:
+        if not self._reading_paused_by and self.transport is not None:
+            self.transport.pause_reading()
+        self._reading_paused_by.add(why)
+
+    def _resume_reading(self, why: str) -> None:
+        if why in self._reading_paused_by:
+            self._reading_paused_by.discard(why)
+            if not self._reading_paused_by and self.transport is not None and not self.core.closing:
+                self.transport.resume_reading()
+
+    # -- the uplink connection -----------------------------------------------------------------
+
+    def _drop_uplink(self) -> None:
+        uplink, self.uplink = self.uplink, None
+        self._resume_reading("uplink")  # that connection's write buffer goes with it
+        if uplink is not None:
+            uplink.sink = None
+            uplink.close()
+
+    def _connect(self, generation: int) -> None:
+        if self._connect_task is None:
+            self._connect_task = self.loop.create_task(self._open_uplink(generation), name=f"uplink-connect {self.peer}")
+
+    async def _open_uplink(self, generation: int) -> None:
+        config, context = self.context.uplink_settings()
+        try:
+            ready = await connect_session(config, context, self.core.state, CONNECT_TIMEOUT)
+        except UplinkError as exc:
+            self._connect_task = None
+            log.warning("client %s: %s", self.peer, exc)
+            self._perform(self.core.uplink_failed(str(exc)))
+            return
+        except asyncio.CancelledError:
+            self._connect_task = None
+            raise
+        self._connect_task = None
+        uplink = ready.connection
+        if self.core.closing:
+            uplink.close()
+            return
+        if uplink.closed:  # went away between the handshake and now (e.g. "max clients reached")
+            log.warning("client %s: the uplink closed the new connection: %s", self.peer, uplink.lost)
+            self._perform(self.core.uplink_failed(str(uplink.lost or "connection closed")))
+            return
+        self.uplink = uplink
+        unclaimed = uplink.attach(self)
+        if self._client_paused and uplink.transport is not None:
+            uplink.transport.pause_reading()
+        auth = auth_command(config)
+        self._perform(
+            self.core.uplink_ready(generation, ready.client_id, ready.forward, encode_command(auth) if auth else None)
+        )
+        for data in (ready.leftover, *unclaimed):
+            if data and self.uplink is uplink:
+                self.uplink_data(data)
+
+    def _trace(self, direction: str, command: list[bytes]) -> None:
+        log.info("client %s %s %s", self.peer, direction, describe_command(command))
+

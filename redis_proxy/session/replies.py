@@ -1,0 +1,382 @@
+"""The reply side of the session core: pending entries, counting replies off them, cutting the stream when needed.
+
+`ReplyAccounting` is the base of `SessionCore` (core.py): it owns what the
+uplink still owes the client and the state that replies confirm; the core
+adds the client side (framing, holding, forwarding) and the uplink's life.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from redis_proxy.commands import is_message, is_subscribe_reply, is_unsubscribe_reply
+from redis_proxy.gate import Gate
+from redis_proxy.resp import ERROR, PUSH, ProtocolError, Reply, ReplyFramer, as_reply, is_error_value
+from redis_proxy.session.blocking import is_timeout_reply, with_timeout
+from redis_proxy.session.hotpath import is_push
+from redis_proxy.session.routing import error
+from redis_proxy.session.types import (
+    Action, After, Blocking, CloseClient, CloseUplink, Effect, Exec, Local, Pending, Plain, Replace, ResetConnection,
+    SetDb, SetName, SetProtocol, SetReadonly, SetTimer, StartTxn, Subscription, Tracked, Watch, WriteClient, owed,
+)
+from redis_proxy.stats import Stats
+from redis_proxy.uplink import SessionState
+
+
+class ReplyAccounting:
+    def __init__(self, gate: Gate, stats: Stats, clock: Callable[[], float]) -> None:
+        self.gate = gate
+        self.stats = stats
+        self.clock = clock
+        self.actions: list[Action] = []
+        self.state = SessionState()  # as of the commands sent: what a new uplink connection replays
+        self.replies = ReplyFramer()
+        self.pending: deque[Pending] = deque()
+        self.left = 0  # replies the head entry still owes
+        self.outstanding = 0  # replies owed by every entry: this session's share of in-flight
+        self.specials = 0  # entries that need the stream cut at reply boundaries (Local, Replace, unblocking)
+        self.partial: bytearray | None = None  # a reply held back until whole (it may be swallowed)
+        self.unblocking: Blocking | None = None  # the blocking command the server was asked to unblock
+        self.nonshard = 0  # (P)SUBSCRIBE subscriptions, as of the replies received
+        self.shard = 0  # SSUBSCRIBE subscriptions, counted apart, as Redis does
+        self.reply_resp3 = False  # the protocol, as of the replies received
+        self.in_multi = False  # as of the commands sent
+        self.watching = False
+        self.txn_effects: list[Effect] = []  # confirmed by +QUEUED, applied if EXEC runs
+        self.unsettled = 0  # EXECs in flight whose outcome decides how later commands are routed
+        self.closing = False
+        self.timer: float | None = None
+
+    # -- hooks the core provides ------------------------------------------------------------
+
+    def _requeue(self, command: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def _maybe_finish(self) -> None:
+        raise NotImplementedError
+
+    # -- recording what is owed ----------------------------------------------------------------
+
+    def _expect(self, entry: Pending, count: int) -> None:
+        pending = self.pending
+        if not pending:
+            self.left = count
+        pending.append(entry)
+        if type(entry) is Local or type(entry) is Replace:
+            self._special(1)
+        if count:
+            self.outstanding += count
+            self.gate.inflight += count
+            if self.timer is None and self.gate.time_limit:
+                self._arm_timer()
+
+    def _special(self, delta: int) -> None:
+        was = self.specials
+        self.specials += delta
+        if (was == 0) != (self.specials == 0):
+            self.replies.set_fast_path(self.specials == 0)
+
+    def _local(self, local: Local) -> None:
+        """A reply of the proxy's own: now if nothing is owed before it, else in its place."""
+        if self.pending or self.replies.in_reply() or self.partial is not None:
+            self._expect(local, 0)
+        else:
+            self._emit(local)
+
+    def _emit(self, local: Local) -> None:
+        if self.closing:
+            return
+        self.actions.append(WriteClient(local.data))
+        self.stats.bytes_to_clients += len(local.data)
+        if local.after == After.CLOSE:
+            self._close("closed as asked (QUIT) or after a protocol error")
+
+    # -- replies -----------------------------------------------------------------------------------
+
+    def _uplink_bytes(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            if self.specials == 0 and self.partial is None:
+                self._counted(data)
+            else:
+                self._cut(data)
+        except ProtocolError as exc:
+            self._fail(None, f"invalid reply from the uplink ({exc})")
+
+    def _counted(self, data: bytes) -> None:
+        """The hot path: every byte goes to the client; replies are only counted."""
+        self.actions.append(WriteClient(data))
+        self.stats.bytes_to_clients += len(data)
+        replies = self.replies.feed(data)
+        if not replies:
+            return
+        if ERROR in data:  # only then can there be error replies to count
+            self.stats.error_replies += sum(map(is_error_value, replies))
+        pending = self.pending
+        if pending and not self.nonshard and not self.shard:
+            head = pending[0]
+            if type(head) is Plain and self.left == len(replies) == head.count:
+                pending.popleft()
+                self._answered(head.sent_at, head.count)
+                self.left = owed(pending[0]) if pending else 0
+                return
+        for value in replies:
+            if self._take(value, False) is not None:  # pragma: no cover - only entries with specials replace
+                raise ProtocolError("a reply to replace arrived on the counting path")
+            if self.closing:
+                return
+
+    def _cut(self, data: bytes) -> None:
+        """The exact path: cut at reply boundaries, hold back a reply that may be swallowed or replaced."""
+        framer = self.replies
+        if not framer.in_reply() and self.partial is None and self._holds_back():
+            self.partial = bytearray()
+        replies = framer.feed(data)
+        ends = framer.last_ends
+        if b"-" in data:
+            self.stats.error_replies += sum(map(is_error_value, replies))
+        out: list[bytes] = []
+        mark = len(self.actions)  # what closing adds while cutting goes after the bytes cut before it
+        start = 0
+        for value, end in zip(replies, ends, strict=True):
+            segment = data[start:end]
+            start = end
+            if self.partial is not None:
+                whole = bytes(self.partial) + segment
+                self.partial = None
+                verdict = self._take(value, True)
+                out.append(whole if verdict is None else verdict)
+            else:
+                out.append(segment)
+                self._take(value, False)
+            out.extend(self._head_locals())
+            if self.closing:
+                break
+            if self._holds_back():
+                self.partial = bytearray()
+        else:
+            tail = data[start:]
+            if tail:
+                if self.partial is not None:
+                    self.partial += tail
+                else:
+                    out.append(tail)
+        written = b"".join(out)
+        if written:
+            self.actions.insert(mark, WriteClient(written))
+            self.stats.bytes_to_clients += len(written)
+
+    def _holds_back(self) -> bool:
+        pending = self.pending
+        if not pending:
+            return False
+        head = pending[0]
+        return type(head) is Replace or head is self.unblocking
+
+    def _head_locals(self) -> list[bytes]:
+        """Replies of the proxy's own that reached the head: they go out now, in order."""
+        out: list[bytes] = []
+        pending = self.pending
+        while pending and type(pending[0]) is Local and not self.closing:
+            local = pending.popleft()
+            assert isinstance(local, Local)
+            self._special(-1)
+            self.left = owed(pending[0]) if pending else 0
+            out.append(local.data)
+            self.stats.bytes_to_clients += len(local.data)
+            if local.after == After.CLOSE:
+                self._close("closed as asked (QUIT) or after a protocol error")
+        return out
+
+    def _take(self, value: object, held_back: bool) -> bytes | None:
+        """Account for one whole reply. Returns None to pass it on, or the bytes to write instead."""
+        reply: Reply | None = None
+        if self.nonshard or self.shard or is_push(value):
+            reply = as_reply(value)
+            if reply.kind == PUSH or not self.reply_resp3:
+                if is_message(reply.first):
+                    return None  # a pub/sub message answers no command
+                if reply.kind == PUSH and not (is_subscribe_reply(reply.first) or is_unsubscribe_reply(reply.first)):
+                    return None  # some other push
+        pending = self.pending
+        if not pending or self.left == 0:
+            self._fail(None, "a reply arrived for no command")
+            return None
+        head = pending[0]
+        kind = type(head)
+        verdict: bytes | None = None
+        if kind is Plain:
+            self.left -= 1
+        elif kind is Tracked:
+            assert isinstance(head, Tracked)
+            self._confirm(head, reply or as_reply(value))
+            self.left -= 1
+        elif kind is Subscription:
+            assert isinstance(head, Subscription)
+            self._subscription_reply(head, reply or as_reply(value))
+        elif kind is Replace:
+            assert isinstance(head, Replace)
+            verdict = head.data
+            self.left -= 1
+        elif kind is Blocking:
+            assert isinstance(head, Blocking)
+            self.left -= 1
+            if head is self.unblocking:
+                self.unblocking = None
+                self._special(-1)
+                verdict = self._unblocked(head, reply or as_reply(value)) if held_back else None
+        if self.left == 0:
+            pending.popleft()
+            assert not isinstance(head, Local)
+            self._answered(head.sent_at, owed(head))
+            self.left = owed(pending[0]) if pending else 0
+            if kind is Replace:
+                self._special(-1)
+        return verdict
+
+    def _answered(self, sent_at: float, count: int) -> None:
+        self.stats.latency.observe(self.clock() - sent_at)
+        self.outstanding -= count
+        gate = self.gate
+        gate.inflight -= count
+        if not gate.open and not gate.inflight:
+            gate.check_idle()
+
+    def _unblocked(self, entry: Blocking, reply: Reply) -> bytes | None:
+        """The reply of a command the proxy unblocked: its timeout reply is swallowed and the command sent again."""
+        if not is_timeout_reply(entry.command, reply):
+            return None  # a real result raced in: the client gets it
+        if entry.deadline is None:
+            remaining = 0.0  # blocks forever
+        else:
+            remaining = entry.deadline - self.clock()
+            if remaining <= 0.001:
+                return None  # its own time ran out too: the timeout is the client's
+        self._requeue(with_timeout(entry.command, remaining))
+        return b""
+
+    def _subscription_reply(self, entry: Subscription, reply: Reply) -> None:
+        if reply.is_error and self.left == entry.confirmations:
+            # Refused (ACL): one error instead of the confirmations; undo what it added.
+            self._subscription_set(entry.kind).difference_update(entry.added)
+            self.left = 1
+        elif reply.last_int is not None:
+            if entry.kind == b"SSUBSCRIBE":
+                self.shard = reply.last_int
+            else:
+                self.nonshard = reply.last_int
+        self.left -= 1
+
+    def _subscription_set(self, kind: bytes) -> set[bytes]:
+        if kind == b"SUBSCRIBE":
+            return self.state.channels
+        if kind == b"PSUBSCRIBE":
+            return self.state.patterns
+        return self.state.shard_channels
+
+    def sync_subscriptions(self, state: SessionState) -> None:
+        """A new uplink connection was brought to `state` (subscriptions replayed)."""
+        self.nonshard = len(state.channels) + len(state.patterns)
+        self.shard = len(state.shard_channels)
+        self.reply_resp3 = state.resp3
+
+    def _confirm(self, entry: Tracked, reply: Reply) -> None:
+        effect = entry.effect
+        if type(effect) is Exec and effect.unsettling:
+            self.unsettled -= 1
+        if reply.is_error:
+            if type(effect) is StartTxn:
+                self._set_txn(False, self.watching)
+            elif type(effect) is Watch:
+                self._set_txn(self.in_multi, effect.was_watching)
+            elif type(effect) is Exec:
+                self.txn_effects = []  # EXECABORT
+            elif type(effect) is SetProtocol:
+                self.state.resp3 = self.reply_resp3  # refused: back to the protocol in force
+            return
+        if entry.in_multi:
+            self.txn_effects.append(effect)  # +QUEUED: it happens if and when EXEC runs
+            return
+        if type(effect) is Exec:
+            effects, self.txn_effects = self.txn_effects, []
+            if effect.runs and not reply.is_nil:  # EXEC ran the transaction (DISCARD drops it)
+                for queued in effects:
+                    self._apply_effect(queued)
+            return
+        self._apply_effect(effect)
+
+    def _apply_effect(self, effect: Effect) -> None:
+        state = self.state
+        if type(effect) is SetDb:
+            state.db = effect.db
+        elif type(effect) is SetName:
+            state.name = effect.name
+        elif type(effect) is SetReadonly:
+            state.readonly = effect.readonly
+        elif type(effect) is SetProtocol:
+            state.resp3 = self.reply_resp3 = effect.resp3
+            if effect.name is not None:
+                state.name = effect.name or None
+        elif type(effect) is ResetConnection:
+            self.nonshard = self.shard = 0
+            self.reply_resp3 = False
+
+    def _set_txn(self, in_multi: bool, watching: bool) -> None:
+        was = self.in_multi or self.watching
+        self.in_multi, self.watching = in_multi, watching
+        now = in_multi or watching
+        if now != was:
+            # Only the count moves here; whether the proxy is idle is checked
+            # once the command that ended the transaction is in flight.
+            self.gate.txn += 1 if now else -1
+
+    # -- time limit ------------------------------------------------------------------------------
+
+    def _deadline(self, limit: float) -> float | None:
+        for entry in self.pending:
+            if not isinstance(entry, Local) and owed(entry):
+                if type(entry) is Blocking:
+                    # A blocking command's limit is its own timeout plus the limit.
+                    return entry.deadline + limit if entry.deadline is not None else None
+                return entry.sent_at + limit
+        return None
+
+    def _arm_timer(self) -> None:
+        deadline = self._deadline(self.gate.time_limit)
+        if deadline is not None:
+            self.timer = deadline
+            self.actions.append(SetTimer(deadline))
+
+    # -- ending ------------------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Forget this session's in-flight commands: the proxy no longer waits for them."""
+        if self.outstanding:
+            self.gate.inflight -= self.outstanding
+            self.outstanding = 0
+        self.pending.clear()
+        self.left = 0
+        if self.timer is not None:
+            self.timer = None
+            self.actions.append(SetTimer(None))
+        if not self.gate.open:
+            self.gate.check_idle()
+
+    def _close(self, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.actions.append(CloseUplink())
+        self._settle()
+        self._set_txn(False, False)
+        self.actions.append(CloseClient(reason))
+
+    def _fail(self, text: str | None, reason: str | None = None) -> None:
+        """End this client: an error line for each reply it is owed (when the stream allows), then close."""
+        if self.closing:
+            return
+        if text is not None and not self.replies.in_reply() and self.partial is None:
+            self.actions.append(WriteClient(error(text) * max(1, self.outstanding)))
+        self._close(reason or text or "closed")

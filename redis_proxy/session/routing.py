@@ -1,0 +1,239 @@
+"""Per-command decisions: what the session does with each command it looks at.
+
+`route` is a pure function of the command and a read-only view of the
+session; it returns a `Decision` and changes nothing. The core applies the
+decision (and the state change it implies) when the command is really sent.
+Most commands get `None`: forward them and count their replies.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Protocol
+
+from redis_proxy.resp import encode_command
+from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, kind_of
+from redis_proxy.session.blocking import BLOCKING_NAMES, blocking_timeout
+from redis_proxy.session.types import After, Effect, SetDb, SetName, SetProtocol, SetReadonly
+
+NOAUTH = b"-NOAUTH Authentication required.\r\n"
+WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+NO_PASSWORD = (
+    b"-ERR AUTH <password> called without any password configured for the default user. "
+    b"Are you sure your configuration is correct?\r\n"
+)
+HELLO_NOAUTH = (
+    b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+    b"<proto> AUTH <user> <pass> option can be used to authenticate the client and select the "
+    b"RESP protocol version at the same time\r\n"
+)
+OK = b"+OK\r\n"
+# Sent upstream in place of a command the proxy refuses inside MULTI: Redis
+# rejects an unknown command at queue time, which makes EXEC answer
+# -EXECABORT and run nothing, exactly as for a command Redis itself rejects.
+POISON = b"*1\r\n$27\r\nREDIS-PROXY-REFUSED-IN-MULTI\r\n"
+
+
+def error(text: str) -> bytes:
+    """An error reply line (CR and LF in the text would end it early)."""
+    return b"-" + text.replace("\r", " ").replace("\n", " ").encode() + b"\r\n"
+
+
+class SessionView(Protocol):
+    """What routing reads of a session: its state as of the commands sent so far."""
+
+    authed: bool
+    in_multi: bool
+    watching: bool
+
+    @property
+    def resp3(self) -> bool: ...
+    @property
+    def subscribed(self) -> bool: ...
+    @property
+    def has_uplink(self) -> bool: ...
+    @property
+    def password(self) -> bytes | None: ...
+
+
+# -- decisions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Answer locally, in order; `authenticate` marks a successful AUTH."""
+
+    data: bytes
+    after: After = After.NOTHING
+    authenticate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """A command the proxy answers with an error. Inside MULTI it also aborts the transaction."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """Forward; the reply (unless an error) confirms `effect`. `wire` replaces the client's bytes."""
+
+    effect: Effect
+    wire: bytes | None = None
+    authenticate: bool = False  # HELLO ... AUTH user pass, accepted
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    kind: bytes  # SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE, also for the UN- forms
+    channels: tuple[bytes, ...]
+    unsubscribe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Forward a blocking command; `timeout` seconds (0: forever)."""
+
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Txn:
+    """MULTI, EXEC, DISCARD, WATCH or UNWATCH, as it changes the session's transaction state."""
+
+    kind: Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """RESET: a fresh connection's state, on the proxy and upstream."""
+
+
+Decision = Answer | Refuse | Track | Subscribe | Block | Txn | Reset | None
+
+_SUB_KIND = {
+    b"SUBSCRIBE": b"SUBSCRIBE",
+    b"UNSUBSCRIBE": b"SUBSCRIBE",
+    b"PSUBSCRIBE": b"PSUBSCRIBE",
+    b"PUNSUBSCRIBE": b"PSUBSCRIBE",
+    b"SSUBSCRIBE": b"SSUBSCRIBE",
+    b"SUNSUBSCRIBE": b"SSUBSCRIBE",
+}
+
+
+def route(command: list[bytes], view: SessionView) -> Decision:
+    """What to do with one command (see the Decision types)."""
+    kind = kind_of(command[0])
+    if not view.authed and kind not in (Kind.AUTH, Kind.HELLO, Kind.QUIT, Kind.RESET):
+        return Answer(NOAUTH)
+    if kind == Kind.PLAIN:
+        if not view.in_multi and command[0].upper() in BLOCKING_NAMES:
+            timeout = blocking_timeout(command)
+            if timeout is not None:
+                return Block(timeout)
+        return None
+    name = command[0].upper()
+    if kind == Kind.QUIT:
+        return Answer(OK, After.CLOSE)
+    if kind == Kind.RESET:
+        return Reset()
+    if kind == Kind.AUTH:
+        if view.in_multi:
+            return Refuse(error("ERR AUTH inside MULTI is not supported by redis-proxy"))
+        return _auth(command[1:], view)
+    if kind == Kind.HELLO:
+        return _hello(command, view)
+    if kind == Kind.REFUSED:
+        return Refuse(error(f"ERR {name.decode()} is not supported by redis-proxy: {REFUSED_REASONS[name]}"))
+    if kind == Kind.CLIENT and len(command) > 1:
+        sub = command[1].upper()
+        if sub in CLIENT_REFUSED:
+            reason = REFUSED_REASONS[b"CLIENT " + sub]
+            return Refuse(error(f"ERR CLIENT {sub.decode()} is not supported by redis-proxy: {reason}"))
+        if sub == b"SETNAME" and len(command) == 3:
+            return Track(SetName(command[2] or None))
+        return None
+    if kind == Kind.SELECT:
+        if len(command) == 2 and command[1].isdigit():
+            return Track(SetDb(int(command[1])))
+        return None  # Redis answers the error
+    if kind in (Kind.READONLY, Kind.READWRITE):
+        return Track(SetReadonly(kind == Kind.READONLY))
+    if kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE):
+        if view.in_multi:
+            return Refuse(error(f"ERR {name.decode()} inside MULTI is not supported by redis-proxy"))
+        if kind == Kind.SUBSCRIBE and len(command) < 2:
+            return None  # Redis answers the arity error
+        return Subscribe(_SUB_KIND[name], tuple(command[1:]), kind == Kind.UNSUBSCRIBE)
+    if kind == Kind.MULTI:
+        # Nested, or in RESP2 pub/sub mode: Redis refuses it and nothing starts.
+        if view.in_multi or (view.subscribed and not view.resp3):
+            return None
+        return Txn(kind)
+    if kind in (Kind.EXEC, Kind.DISCARD):
+        return Txn(kind) if view.in_multi else None  # without MULTI, Redis refuses them
+    if kind in (Kind.WATCH, Kind.UNWATCH):
+        # Inside MULTI, WATCH is refused and UNWATCH queued (EXEC unwatches anyway).
+        return None if view.in_multi else Txn(kind)
+    return None
+
+
+def password_matches(given: bytes, expected: bytes) -> bool:
+    """Constant time, and over equal-length digests so the length leaks nothing either."""
+    return hmac.compare_digest(sha256(given).digest(), sha256(expected).digest())
+
+
+def _auth(args: list[bytes], view: SessionView) -> Answer:
+    expected = view.password
+    if not args or len(args) > 2:
+        return Answer(b"-ERR wrong number of arguments for 'auth' command\r\n")
+    if expected is None:
+        return Answer(NO_PASSWORD)
+    if not password_matches(args[-1], expected):
+        return Answer(WRONGPASS)
+    return Answer(OK, authenticate=True)
+
+
+def _hello(command: list[bytes], view: SessionView) -> Decision:
+    """HELLO [protover [AUTH user pass] [SETNAME name]]: AUTH is checked here, the rest goes upstream."""
+    args = command[1:]
+    if view.subscribed and not view.resp3 and view.authed:
+        # RESP2 pub/sub mode: Redis refuses HELLO, so nothing changes; its
+        # AUTH option is the proxy's, and never goes upstream.
+        if any(arg.upper() == b"AUTH" for arg in args[1:]):
+            return Answer(error(
+                "ERR Can't execute 'hello': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+                "are allowed in this context"
+            ))
+        return None
+    forward = [command[0]]
+    resp3 = view.resp3
+    name: bytes | None = None
+    authenticated = False
+    if args:
+        forward.append(args[0])
+        if args[0] in (b"2", b"3"):
+            resp3 = args[0] == b"3"
+        i = 1
+        while i < len(args):
+            option = args[i].upper()
+            if option == b"AUTH" and i + 2 < len(args):
+                if view.in_multi:
+                    return Refuse(error("ERR HELLO with AUTH inside MULTI is not supported by redis-proxy"))
+                result = _auth([args[i + 1], args[i + 2]], view)
+                if not result.authenticate:
+                    return result
+                authenticated = True
+                i += 3
+            elif option == b"SETNAME" and i + 1 < len(args):
+                name = args[i + 1]
+                forward += [args[i], name]
+                i += 2
+            else:
+                return Answer(error(f"ERR Syntax error in HELLO option '{args[i].decode(errors='replace')}'"))
+    if not view.authed and not authenticated:
+        return Answer(HELLO_NOAUTH)
+    return Track(SetProtocol(resp3, name), encode_command(forward) if authenticated else None, authenticated)

@@ -1,0 +1,205 @@
+"""Conversation tests of the sans-I/O session core: bytes and events in, actions out (no sockets)."""
+
+from __future__ import annotations
+
+import random
+
+from redis_proxy.gate import PAUSING, Gate
+from redis_proxy.session.core import SessionCore
+from redis_proxy.session.routing import POISON
+from redis_proxy.session.types import (
+    Action, CloseClient, CloseUplink, ConnectUplink, Unblock, WriteClient, WriteUplink,
+)
+from redis_proxy.stats import Stats
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def cmd(*args: str | bytes) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def to_client(actions: list[Action]) -> bytes:
+    return b"".join(a.data for a in actions if isinstance(a, WriteClient))
+
+
+def upstream(actions: list[Action]) -> bytes:
+    return b"".join(b"".join(a.chunks) for a in actions if isinstance(a, WriteUplink))
+
+
+def kinds(actions: list[Action]) -> list[type]:
+    return [type(a) for a in actions]
+
+
+def ready(password: bytes | None = None) -> tuple[SessionCore, Gate, Clock]:
+    """A core with a ready uplink connection (client id 7)."""
+    gate, clock = Gate(0.0), Clock()
+    core = SessionCore(gate, Stats(), password, clock)
+    actions = core.client_data(cmd("PING"))
+    assert kinds(actions) == [ConnectUplink]
+    actions = core.uplink_ready(0, 7, [], None)
+    assert upstream(actions) == cmd("PING")
+    assert to_client(core.uplink_data(b"+PONG\r\n")) == b"+PONG\r\n"
+    return core, gate, clock
+
+
+def test_plain_commands_pass_through_and_are_counted() -> None:
+    core, gate, _ = ready()
+    actions = core.client_data(cmd("SET", "k", "v") + cmd("GET", "k"))
+    assert upstream(actions) == cmd("SET", "k", "v") + cmd("GET", "k")
+    assert gate.inflight == 2
+    assert to_client(core.uplink_data(b"+OK\r\n$1\r")) == b"+OK\r\n$1\r"
+    assert gate.inflight == 2  # a batch is in flight until its last reply
+    assert to_client(core.uplink_data(b"\nv\r\n")) == b"\nv\r\n"
+    assert gate.inflight == 0 and not core.pending
+
+
+def test_no_uplink_connection_before_auth() -> None:
+    gate, clock = Gate(0.0), Clock()
+    core = SessionCore(gate, Stats(), b"secret", clock)
+    actions = core.client_data(cmd("PING") + cmd("GET", "k"))
+    assert to_client(actions) == b"-NOAUTH Authentication required.\r\n" * 2
+    assert not any(isinstance(a, ConnectUplink) for a in actions)
+    actions = core.client_data(cmd("AUTH", "secret") + cmd("PING"))
+    assert to_client(actions) == b"+OK\r\n" and kinds(actions)[-1] is ConnectUplink
+
+
+def test_half_close_answers_then_closes() -> None:
+    """Item 3: `nc -N` sends its commands, then shuts its side; it still gets every reply."""
+    core, _, _ = ready()
+    core.client_data(cmd("INCR", "n") + cmd("INCR", "n"))
+    actions = core.client_eof()
+    assert not any(isinstance(a, CloseClient) for a in actions)
+    actions = core.uplink_data(b":1\r\n:2\r\n")
+    assert to_client(actions) == b":1\r\n:2\r\n"
+    assert kinds(actions)[-1] is CloseClient
+
+
+def test_shard_subscriptions_are_counted_apart() -> None:
+    """Item 4: SUNSUBSCRIBE's count 0 is the shard count; the client is still subscribed to `a`."""
+    core, _, _ = ready()
+    core.client_data(cmd("SUBSCRIBE", "a") + cmd("SSUBSCRIBE", "b") + cmd("SUNSUBSCRIBE", "b"))
+    replies = (
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"
+        b"*3\r\n$10\r\nssubscribe\r\n$1\r\nb\r\n:1\r\n"
+        b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\nb\r\n:0\r\n"
+    )
+    assert to_client(core.uplink_data(replies)) == replies
+    message = b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n"
+    actions = core.uplink_data(message)
+    assert to_client(actions) == message and CloseClient not in kinds(actions)
+
+
+def test_refused_command_inside_multi_aborts_the_transaction() -> None:
+    """Item 5: a command the proxy answers itself inside MULTI behaves as one Redis rejects at queue time."""
+    core, _, _ = ready()
+    actions = core.client_data(cmd("MULTI") + cmd("SET", "k", "v") + cmd("AUTH", "x") + cmd("EXEC"))
+    assert upstream(actions) == cmd("MULTI") + cmd("SET", "k", "v") + POISON + cmd("EXEC")
+    redis = (
+        b"+OK\r\n+QUEUED\r\n-ERR unknown command 'REDIS-PROXY-REFUSED-IN-MULTI', with args beginning with: \r\n"
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    )
+    out = b"".join(to_client(core.uplink_data(redis[i : i + 1])) for i in range(len(redis)))
+    assert out == (
+        b"+OK\r\n+QUEUED\r\n-ERR AUTH inside MULTI is not supported by redis-proxy\r\n"
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    )
+    assert not core.in_txn
+
+
+def test_hello_inside_multi_applies_only_if_exec_runs() -> None:
+    core, _, _ = ready()
+    core.client_data(cmd("MULTI") + cmd("HELLO", "3") + cmd("DISCARD"))
+    core.uplink_data(b"+OK\r\n+QUEUED\r\n+OK\r\n")
+    assert core.state.resp3 is False
+    core.client_data(cmd("MULTI") + cmd("SELECT", "2") + cmd("EXEC"))
+    core.uplink_data(b"+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n")
+    assert core.state.db == 2
+
+
+def test_slow_subscriber_is_not_cut_mid_message_by_a_switch() -> None:
+    """Item 2: the old uplink connection is left only at a reply boundary."""
+    core, gate, _ = ready()
+    core.client_data(cmd("SUBSCRIBE", "ch"))
+    core.uplink_data(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n")
+    body = b"x" * 100_000
+    message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$%d\r\n%s\r\n" % (len(body), body)
+    assert to_client(core.uplink_data(message[:3000])) == message[:3000]
+    gate.generation += 1
+    actions = core.switch_uplink() + core.client_data(cmd("PING"))
+    assert CloseUplink not in kinds(actions) and not upstream(actions)
+    actions = core.uplink_data(message[3000:])
+    assert to_client(actions) == message[3000:]
+    assert kinds(actions)[-2:] == [CloseUplink, ConnectUplink]
+    actions = core.uplink_ready(1, 8, [], None)
+    assert upstream(actions) == cmd("PING")
+
+
+def test_blocked_command_is_unblocked_for_a_pause_and_sent_again() -> None:
+    """Item 7: the timeout reply after CLIENT UNBLOCK is swallowed; the command goes again with what is left."""
+    core, gate, clock = ready()
+    assert upstream(core.client_data(cmd("BLPOP", "q", "10"))) == cmd("BLPOP", "q", "10")
+    clock.now += 4
+    gate.state, gate.open = PAUSING, False
+    actions = core.pausing()
+    assert actions == [Unblock(7)]
+    for cut in (b"*-1", b"\r\n"):
+        assert to_client(core.uplink_data(cut)) == b""
+    assert gate.inflight == 0 and core.held == 1
+    gate.state, gate.open = "running", True
+    clock.now += 1
+    assert upstream(core.resume()) == cmd("BLPOP", "q", "6.000")
+    assert to_client(core.uplink_data(b"*2\r\n$1\r\nq\r\n$1\r\nv\r\n")) == b"*2\r\n$1\r\nq\r\n$1\r\nv\r\n"
+
+
+def test_a_real_reply_that_races_the_unblock_is_delivered() -> None:
+    core, gate, _ = ready()
+    core.client_data(cmd("BLPOP", "q", "0"))
+    gate.state, gate.open = PAUSING, False
+    core.pausing()
+    reply = b"*2\r\n$1\r\nq\r\n$1\r\nv\r\n"
+    assert to_client(core.uplink_data(reply)) == reply
+    assert core.held == 0 and gate.inflight == 0
+
+
+def test_proxy_replies_keep_their_place_in_any_split() -> None:
+    """A whole conversation, fed in random splits: the client sees Redis's order."""
+    stream = cmd("GET", "a") + cmd("QUIT")
+    for seed in range(50):
+        core, _, _ = ready()
+        actions = core.client_data(stream)
+        assert upstream(actions) == cmd("GET", "a")
+        rng = random.Random(seed)
+        reply = b"$5\r\nhello\r\n"
+        out = b""
+        i = 0
+        closed = False
+        while i < len(reply):
+            j = i + rng.randint(1, 4)
+            acts = core.uplink_data(reply[i:j])
+            out += to_client(acts)
+            closed = closed or CloseClient in kinds(acts)
+            i = j
+        assert out == reply + b"+OK\r\n" and closed
+
+
+def test_xread_with_dollar_is_not_unblocked() -> None:
+    """Sent again later, `$` would skip entries added meanwhile: such a read holds the pause instead."""
+    core, gate, _ = ready()
+    core.client_data(cmd("XREAD", "BLOCK", "0", "STREAMS", "s", "$"))
+    gate.state, gate.open = PAUSING, False
+    assert core.pausing() == []
+    core2, gate2, _ = ready()
+    core2.client_data(cmd("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"))
+    gate2.state, gate2.open = PAUSING, False
+    assert core2.pausing() == [Unblock(7)]
