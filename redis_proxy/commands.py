@@ -71,8 +71,8 @@ REFUSED_REASONS: dict[bytes, str] = {
 # Subcommands of CLIENT that the proxy refuses or tracks; all others pass.
 CLIENT_REFUSED = frozenset({b"TRACKING", b"CACHING", b"REPLY"})
 
-# Blocking commands (BLPOP, XREAD BLOCK, WAIT, ...) need no entry: they are
-# in flight until they return, bounded by read_time_limit_ms like any other.
+# Blocking commands are listed in session/blocking.py: the proxy unblocks them
+# for a pause and sends them again afterwards.
 
 _UNSUBSCRIBE_REPLIES = frozenset({b"unsubscribe", b"punsubscribe", b"sunsubscribe"})
 _SUBSCRIBE_REPLIES = frozenset({b"subscribe", b"psubscribe", b"ssubscribe"})

@@ -69,10 +69,6 @@ class SessionCore(ReplyAccounting):
         return self.state.subscribed
 
     @property
-    def has_uplink(self) -> bool:
-        return self.uplink == READY
-
-    @property
     def in_txn(self) -> bool:
         return self.in_multi or self.watching
 
@@ -123,10 +119,18 @@ class SessionCore(ReplyAccounting):
             and self.uplink_gen == gate.generation
             and not has_special(commands)
         ):
-            # The hot path, written out flat: one write upstream, one pending entry, the counters.
+            # The hot path, written out flat (`_expect` inlined): one write
+            # upstream, one pending entry, the counters.
             self.actions.append(WriteUplink(raw))
             count = len(commands)
-            self._expect(Plain(count, self.clock()), count)
+            pending = self.pending
+            if not pending:
+                self.left = count
+            pending.append(Plain(count, self.clock()))
+            self.outstanding += count
+            gate.inflight += count
+            if self.timer is None and gate.time_limit:
+                self._arm_timer()
             stats = self.stats
             stats.commands += count
             stats.count_names(commands)
@@ -172,15 +176,13 @@ class SessionCore(ReplyAccounting):
 
     def _drain(self) -> None:
         """Forward (or answer) held commands, in order, for as long as the gate and the uplink allow."""
-        out: list[bytes] = []
-        count = 0
+        plain: list[Held] = []  # a run of plain commands, forwarded in one write
         now = self.clock()
         queue = self.queue
         while queue and not self.closing:
             item = queue[0]
             if type(item) is HeldLocal:
-                self._forward(out, count, now)
-                out, count = [], 0
+                self._forward(plain, now)
                 queue.popleft()
                 self._local(item.local)
                 continue
@@ -189,34 +191,40 @@ class SessionCore(ReplyAccounting):
                 break
             decision = routing.route(item.command, self)
             if self._needs_uplink(decision) and not self._uplink_current():
-                self._forward(out, count, now)
-                out, count = [], 0
+                self._forward(plain, now)
                 self._want_uplink()
                 break
             queue.popleft()
             self.held_bytes -= item.size
             self.stats.proxy_delay.observe(now - item.arrived)
             if decision is None:
-                out.extend(item.raw if item.raw is not None else (encode_command(item.command),))
-                count += 1
-                self.stats.count_names([item.command])
-                continue
-            self._forward(out, count, now)
-            out, count = [], 0
-            self._apply(decision, item, now)
-        self._forward(out, count, now)
-        if not self.reading and self.held_bytes <= HELD_BYTES_LIMIT // 2 and not self.broken:
-            self.reading = True
-            self.actions.append(ReadClient(True))
+                plain.append(item)
+            else:
+                self._forward(plain, now)
+                self._apply(decision, item, now)
+        self._forward(plain, now)
+        self._read_again_if_drained()
         if not self.gate.open:
             self.gate.check_idle()
         self._maybe_finish()
 
-    def _forward(self, out: list[bytes], count: int, now: float) -> None:
-        if out:
+    def _forward(self, plain: list[Held], now: float) -> None:
+        """Send a run of plain commands as one write with one pending entry; empties `plain`."""
+        if plain:
+            out: list[bytes] = []
+            for item in plain:
+                out.extend(item.raw if item.raw is not None else (encode_command(item.command),))
+            count = len(plain)
             self.actions.append(WriteUplink(out))
             self._expect(Plain(count, now), count)
             self.stats.commands += count
+            self.stats.count_names([item.command for item in plain])
+            plain.clear()
+
+    def _read_again_if_drained(self) -> None:
+        if not self.reading and self.held_bytes <= HELD_BYTES_LIMIT // 2 and not self.broken:
+            self.reading = True
+            self.actions.append(ReadClient(True))
 
     def _needs_uplink(self, decision: routing.Decision) -> bool:
         if type(decision) is routing.Answer:
@@ -224,15 +232,18 @@ class SessionCore(ReplyAccounting):
         if type(decision) is routing.Refuse:
             return self.in_multi  # inside MULTI a stand-in goes upstream to abort the transaction
         if type(decision) is routing.Reset:
-            return self.uplink == READY
+            return self._uplink_current()  # a stale or missing connection is replaced by a fresh one anyway
         return True
 
     def _uplink_current(self) -> bool:
         return self.uplink == READY and self.uplink_gen == self.gate.generation
 
+    def _uplink_stale(self) -> bool:
+        return self.uplink == READY and self.uplink_gen != self.gate.generation
+
     def _want_uplink(self) -> None:
-        if self.uplink == READY and self.uplink_gen != self.gate.generation:
-            if self.pending or self.replies.in_reply() or self.partial is not None:
+        if self._uplink_stale():
+            if not self._stream_idle():
                 return  # the stale connection is left at its next reply boundary (uplink_data)
             self._retire_uplink()
         if self.uplink == NO_UPLINK and not self.closing:
@@ -289,7 +300,7 @@ class SessionCore(ReplyAccounting):
         self.txn_effects = []
         self.txn_hello = False
         self.authed = self.password is None
-        if self.uplink != READY:
+        if not self._uplink_current():
             self._local(Local(b"+RESET\r\n", After.NOTHING))
             return
         self._send([b"*1\r\n$5\r\nRESET\r\n"], Tracked(ResetConnection(), now, False), 1)
@@ -311,10 +322,7 @@ class SessionCore(ReplyAccounting):
         self.sync_subscriptions(self.state)
         for message in forwarded:  # pub/sub messages that arrived during the replay
             self._uplink_bytes(message)
-        if generation != self.gate.generation:
-            self._retire_uplink()
-            if self.state.subscribed:
-                self._want_uplink()
+        self._retire_if_idle()  # the generation moved on while it was being opened
         self._drain()
         return self._take_actions()
 
@@ -335,9 +343,7 @@ class SessionCore(ReplyAccounting):
             self.held_bytes -= item.size
             self.stats.proxy_errors += 1
             self._local(Local(text, After.NOTHING))
-        if not self.reading and not self.broken:
-            self.reading = True
-            self.actions.append(ReadClient(True))
+        self._read_again_if_drained()
         self._maybe_finish()
         return self._take_actions()
 
@@ -424,9 +430,7 @@ class SessionCore(ReplyAccounting):
 
     def _retire_if_idle(self) -> None:
         """Leave a stale uplink connection once nothing more is owed on it (never mid-reply)."""
-        if self.uplink != READY or self.uplink_gen == self.gate.generation:
-            return
-        if self.pending or self.replies.in_reply() or self.partial is not None:
+        if not self._uplink_stale() or not self._stream_idle():
             return
         self._retire_uplink()
         if self.state.subscribed:
@@ -498,12 +502,5 @@ class SessionCore(ReplyAccounting):
 
     def _maybe_finish(self) -> None:
         """After a half-close, close once everything the client sent has been answered (as Redis does)."""
-        if (
-            self.eof
-            and not self.closing
-            and not self.queue
-            and not self.pending
-            and self.uplink != CONNECTING
-            and not self.replies.in_reply()
-        ):
+        if self.eof and not self.closing and not self.queue and self.uplink != CONNECTING and self._stream_idle():
             self._close("the client closed its side and every reply has been sent")

@@ -77,12 +77,16 @@ class ReplyAccounting:
         if (was == 0) != (self.specials == 0):
             self.replies.set_fast_path(self.specials == 0)
 
+    def _stream_idle(self) -> bool:
+        """Nothing owed and the reply stream between two frames: safe to answer, or to leave the connection."""
+        return not self.pending and not self.replies.in_reply() and self.partial is None
+
     def _local(self, local: Local) -> None:
         """A reply of the proxy's own: now if nothing is owed before it, else in its place."""
-        if self.pending or self.replies.in_reply() or self.partial is not None:
-            self._expect(local, 0)
-        else:
+        if self._stream_idle():
             self._emit(local)
+        else:
+            self._expect(local, 0)
 
     def _emit(self, local: Local) -> None:
         if self.closing:
@@ -118,13 +122,20 @@ class ReplyAccounting:
         if pending and not self.nonshard and not self.shard:
             head = pending[0]
             if type(head) is Plain and self.left == len(replies) == head.count:
+                # These replies answer exactly the oldest batch (`_answered` inlined).
                 pending.popleft()
-                self._answered(head.sent_at, head.count)
-                self.left = owed(pending[0]) if pending else 0
+                count = head.count
+                self.stats.latency.observe(self.clock() - head.sent_at)
+                self.outstanding -= count
+                gate = self.gate
+                gate.inflight -= count
+                if pending:
+                    self.left = owed(pending[0])
+                if not gate.open and not gate.inflight:
+                    gate.check_idle()
                 return
         for value in replies:
-            if self._take(value, False) is not None:  # pragma: no cover - only entries with specials replace
-                raise ProtocolError("a reply to replace arrived on the counting path")
+            self._take(value, False)  # nothing to replace here: that needs specials
             if self.closing:
                 return
 
@@ -135,7 +146,7 @@ class ReplyAccounting:
             self.partial = bytearray()
         replies = framer.feed(data)
         ends = framer.last_ends
-        if b"-" in data:
+        if ERROR in data:
             self.stats.error_replies += sum(map(is_error_value, replies))
         out: list[bytes] = []
         mark = len(self.actions)  # what closing adds while cutting goes after the bytes cut before it
