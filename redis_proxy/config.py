@@ -148,12 +148,19 @@ class UplinkConfig(_Section):
     tls: bool = False
     cacertfile: OptStr = None
     skipverify: bool = False
+    certfile: OptStr = None  # the client certificate the proxy presents to a TLS Redis
+    keyfile: OptStr = None
+    allow_replica: bool = False  # accept an uplink whose ROLE is not master (read-only use)
 
     def _rule_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         problem = _addr_problem(self.addr, self.network, allow_port_zero=False)
         if problem:
             problems.append(("addr", problem))
+        if bool(self.certfile) != bool(self.keyfile):
+            problems.append(("certfile", "certfile and keyfile go together"))
+        if self.certfile and not self.tls:
+            problems.append(("certfile", "a client certificate needs tls: true"))
         if self.tls and not self.skipverify and not self.cacertfile:
             problems.append(("tls", "cacertfile is required when tls is true (or set skipverify to true)"))
         if self.user and not self.password:
@@ -161,23 +168,36 @@ class UplinkConfig(_Section):
         return problems
 
 
-class ListenConfig(_ListenerSection):
-    """The proxy's main client-facing listener."""
+class _ClientListenerSection(_ListenerSection):
+    """A listener for Redis clients, which may require client certificates."""
 
     network: Network = "tcp"
+    cacertfile: OptStr = None  # when set, clients must present a certificate signed by it
+
+    def _rule_problems(self) -> list[tuple[str, str]]:
+        problems = super()._rule_problems()
+        if self.cacertfile and not self.tls:
+            problems.append(("cacertfile", "client certificates need tls: true"))
+        return problems
+
+
+class ListenConfig(_ClientListenerSection):
+    """The proxy's main client-facing listener."""
+
     password: OptStr = Field(default=None, alias="pass", repr=False)
 
 
-class ListenRawConfig(_ListenerSection):
+class ListenRawConfig(_ClientListenerSection):
     """Optional second listener (no password of its own)."""
-
-    network: Network = "tcp"
 
 
 class AdminConfig(_ListenerSection):
     """Optional HTTP admin interface (TCP only, so no network key)."""
 
     password: OptStr = Field(default=None, alias="pass", repr=False)
+    # Host names (besides IP literals and localhost) the admin app answers
+    # when it has no password: a defence against DNS rebinding.
+    allowed_hosts: list[str] = Field(default_factory=list)
 
 
 class Config(BaseModel):
@@ -191,6 +211,11 @@ class Config(BaseModel):
     admin: AdminConfig | None = None
     log_messages: bool = False
     read_time_limit_ms: int = Field(default=0, ge=0)
+    max_clients: int = Field(default=10000, ge=1)
+    client_idle_timeout_s: int = Field(default=0, ge=0)
+    tcp_keepalive_s: int = Field(default=300, ge=0)
+    max_pause_ms: int = Field(default=0, ge=0)
+    client_query_buffer_limit: int = Field(default=1024 * 1024 * 1024, ge=1024)
 
     def listen_addresses_changed(self, other: Config) -> list[str]:
         """Problems that forbid reloading from `self` (current) to `other` (new).
@@ -307,11 +332,16 @@ def check_files(config: Config) -> list[str]:
     wanted: list[tuple[str, str | None]] = []
     if config.uplink.tls and not config.uplink.skipverify:
         wanted.append(("uplink.cacertfile", config.uplink.cacertfile))
+    if config.uplink.tls and config.uplink.certfile:
+        wanted.append(("uplink.certfile", config.uplink.certfile))
+        wanted.append(("uplink.keyfile", config.uplink.keyfile))
     for name in LISTENERS:
         section = getattr(config, name)
         if section is not None and section.tls:
             wanted.append((f"{name}.certfile", section.certfile))
             wanted.append((f"{name}.keyfile", section.keyfile))
+            if getattr(section, "cacertfile", None):
+                wanted.append((f"{name}.cacertfile", section.cacertfile))
     problems: list[str] = []
     for key, path in wanted:
         if path is None:
