@@ -447,12 +447,14 @@ class SessionCore(ReplyAccounting):
 
     def _track(self, decision: routing.Track, wire: list[bytes], now: float) -> None:
         effect = decision.effect
+        entry = Tracked(effect, now, self.in_multi)
         if type(effect) is SetProtocol and not self.in_multi:
             # Commands pipelined behind HELLO are in the new protocol; a refusal puts it back.
             self.state.resp3 = effect.resp3
+            self.latest_hello = entry
         elif type(effect) is SetProtocol:
             self.txn_hello = True
-        self._send([decision.wire] if decision.wire is not None else wire, Tracked(effect, now, self.in_multi), 1)
+        self._send([decision.wire] if decision.wire is not None else wire, entry, 1)
 
     def _subscribe(self, decision: routing.Subscribe, wire: list[bytes], now: float) -> None:
         target = self._subscription_set(decision.kind)

@@ -45,6 +45,7 @@ class ReplyAccounting:
         self.watching = False
         self.txn_effects: list[Effect] = []  # confirmed by +QUEUED, applied if EXEC runs
         self.unsettled = 0  # EXECs in flight whose outcome decides how later commands are routed
+        self.latest_hello: Tracked | None = None  # the last HELLO sent (outside MULTI) not yet answered
         self.closing = False
         self.timer: float | None = None
 
@@ -297,6 +298,9 @@ class ReplyAccounting:
         effect = entry.effect
         if type(effect) is Exec and effect.unsettling:
             self.unsettled -= 1
+        if type(effect) is SetProtocol and not entry.in_multi:
+            self._hello_reply(entry, effect, reply)
+            return
         if reply.is_error:
             if type(effect) is StartTxn:
                 self._set_txn(False, self.watching)
@@ -304,8 +308,6 @@ class ReplyAccounting:
                 self._set_txn(self.in_multi, effect.was_watching)
             elif type(effect) is Exec:
                 self.txn_effects = []  # EXECABORT
-            elif type(effect) is SetProtocol:
-                self.state.resp3 = self.reply_resp3  # refused: back to the protocol in force
             return
         if entry.in_multi:
             self.txn_effects.append(effect)  # +QUEUED: it happens if and when EXEC runs
@@ -317,6 +319,24 @@ class ReplyAccounting:
                     self._apply_effect(queued)
             return
         self._apply_effect(effect)
+
+    def _hello_reply(self, entry: Tracked, effect: SetProtocol, reply: Reply) -> None:
+        """HELLO outside MULTI set the protocol for routing when it was sent; its reply confirms it.
+
+        A refusal puts it back, unless a later HELLO has been sent since
+        (that one decides); by then every earlier HELLO has been answered, so
+        the protocol in force is the one the replies say.
+        """
+        latest = entry is self.latest_hello
+        if latest:
+            self.latest_hello = None
+        if reply.is_error:
+            if latest:
+                self.state.resp3 = self.reply_resp3
+            return
+        self.reply_resp3 = effect.resp3
+        if effect.name is not None:
+            self.state.name = effect.name or None
 
     def _apply_effect(self, effect: Effect) -> None:
         state = self.state

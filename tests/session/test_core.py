@@ -203,3 +203,14 @@ def test_xread_with_dollar_is_not_unblocked() -> None:
     core2.client_data(cmd("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"))
     gate2.state, gate2.open = PAUSING, False
     assert core2.pausing() == [Unblock(7)]
+
+
+def test_a_late_hello_reply_does_not_undo_a_newer_hello() -> None:
+    """HELLO 3, SUBSCRIBE, HELLO 2 pipelined: the first HELLO's reply must not put routing back in RESP3."""
+    core, _, _ = ready()
+    core.client_data(cmd("HELLO", "3") + cmd("SUBSCRIBE", "a") + cmd("HELLO", "2"))
+    assert core.resp3 is False
+    core.uplink_data(b"%1\r\n$5\r\nproto\r\n:3\r\n")  # HELLO 3 answered; HELLO 2 still in flight
+    assert core.resp3 is False
+    upstream_bytes = upstream(core.client_data(cmd("MULTI")))
+    assert upstream_bytes == cmd("MULTI") and not core.in_multi  # RESP2 pub/sub: Redis refuses MULTI
