@@ -49,6 +49,8 @@ class Stats:
     clients_total: int = 0
     time_limit_kills: int = 0
     uplink_failures: int = 0
+    pause_limit_hits: int = 0  # operator pauses ended by max_pause_ms
+    paused_seconds: float = 0.0  # time spent paused or pausing, finished pauses only (see Controller.paused_seconds)
     reloads: int = 0
     reload_failures: int = 0
     switches: int = 0
