@@ -78,6 +78,7 @@ class Controller:
         self._changed = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._txn_timer: asyncio.TimerHandle | None = None
+        self._pause_limit: asyncio.TimerHandle | None = None
 
     # -- state --------------------------------------------------------------
 
@@ -128,11 +129,31 @@ class Controller:
         """Hold new commands; returns at once. The state is paused as soon as nothing is in flight."""
         self.operator_paused = True
         self._begin_pause()
+        limit = self.proxy.config.max_pause_ms
+        if limit and self._pause_limit is None:
+            loop = asyncio.get_running_loop()
+            self._pause_limit = loop.call_later(limit / 1000, self._pause_limit_reached, limit)
 
     def unpause(self) -> None:
         """Release held commands (also cancels a pause still draining)."""
         self.operator_paused = False
         self._resume()
+
+    def _pause_limit_reached(self, limit_ms: int) -> None:
+        """max_pause_ms: an operator's pause ends by itself, so a forgotten pause cannot stall production."""
+        self._pause_limit = None
+        if not self.operator_paused:
+            return
+        self.proxy.stats.pause_limit_hits += 1
+        log.warning("pause lasted max_pause_ms=%d: unpausing", limit_ms)
+        self.operator_paused = False
+        if not self._reload_lock.locked():  # a reload under way resumes when it is done (its own bound)
+            self._resume()
+
+    def paused_seconds(self) -> float:
+        """Time spent pausing or paused since start, the current pause included."""
+        current = time.monotonic() - self.paused_since if self.paused_since is not None else 0.0
+        return self.proxy.stats.paused_seconds + current
 
     async def pause_and_wait(self, timeout: float) -> float:
         """Pause and return once paused (seconds it took). On timeout, unpause and raise ControlError."""
@@ -173,8 +194,13 @@ class Controller:
             self._txn_timer.cancel()
             self._txn_timer = None
         if self.state in (PAUSING, PAUSED):
+            if self._pause_limit is not None:
+                self._pause_limit.cancel()
+                self._pause_limit = None
             if self.paused_since is not None:
-                self.proxy.stats.hold_time.observe(time.monotonic() - self.paused_since)
+                held = time.monotonic() - self.paused_since
+                self.proxy.stats.hold_time.observe(held)
+                self.proxy.stats.paused_seconds += held
                 self.paused_since = None
             self._set_state(RUNNING)
             for session in list(self.proxy.sessions):
@@ -265,8 +291,9 @@ class Controller:
             proxy.apply_config(new, uplink_ssl)
             self._set_time_limit(new.read_time_limit_ms)
             return {"switched": False, "held_ms": 0.0, "uplink": new.uplink.addr}
-        started = time.monotonic()
         self._begin_pause()
+        # Clients are held from the start of the pause, an operator's included.
+        started = self.paused_since if self.paused_since is not None else time.monotonic()
         try:
             await self._wait_paused(self.drain_limit())
         except ControlError as exc:
@@ -317,6 +344,8 @@ class Controller:
             "waiting_requests": self.waiting,
             "open_transactions": self.txn,
             "operator_paused": self.operator_paused,
+            "paused_seconds": round(self.paused_seconds(), 3),
+            "pause_limit_hits": self.proxy.stats.pause_limit_hits,
             "switches": [
                 {"at": s.at, "from": s.from_addr, "to": s.to_addr, "held_ms": round(s.held_ms, 3)} for s in self.switches
             ],

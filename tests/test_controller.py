@@ -1222,3 +1222,38 @@ def test_resp3_unsubscribe_with_nothing_subscribed(command: str, redis_factory: 
     assert raw.call("SET", "k", "v") == b"OK"
     assert raw.pending_bytes(0.1) == b""
     assert proxy.info()["active_requests"] == 0
+
+
+# -- honest hold times and max_pause_ms --------------------------------------------------------------
+
+
+def test_held_ms_counts_an_operator_pause_before_the_reload(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    old, new = redis_factory(), redis_factory()
+    proxy = start_proxy(inproc_proxy, old)
+    warm(proxy.client())
+    proxy.pause_and_wait(2)
+    time.sleep(0.5)
+    proxy.rewrite_config(new_config(proxy, new))
+    result = proxy.reload()
+    assert result["switched"] and result["held_ms"] >= 500, result
+    assert result["paused"] is True  # the operator's pause stays
+    proxy.unpause()
+    assert proxy.info()["paused_seconds"] >= 0.5
+
+
+def test_max_pause_ms_ends_a_forgotten_pause(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    server = redis_factory()
+    proxy = start_proxy(inproc_proxy, server, max_pause_ms=300)
+    client = warm(proxy.client())
+    proxy.pause()
+    held = bg(client.incr, "n")
+    assert still_pending(held, 0.1)
+    proxy.wait_state("running", 3)
+    assert held.result(3) == 1
+    info = proxy.info()
+    assert info["pause_limit_hits"] == 1 and not info["operator_paused"]
+    # An unpause before the limit cancels it.
+    proxy.pause()
+    proxy.unpause()
+    time.sleep(0.4)
+    assert proxy.info()["pause_limit_hits"] == 1
