@@ -506,3 +506,14 @@ def test_half_closed_client_gets_its_replies(redis_server: RedisServer, proxy_fa
         raw.send(stream)
         raw.sock.shutdown(socket.SHUT_WR)
         assert raw.until_eof() == expected
+
+
+def test_why_a_client_was_closed_is_logged(redis_server: RedisServer, proxy_factory: ProxyFactory) -> None:
+    proxy = proxy_factory(config(redis_server, read_time_limit_ms=200))
+    bad = Raw(proxy.port)
+    bad.send(b"*1\r\n$x\r\n")
+    assert bad.until_eof().startswith(b"-ERR Protocol error")
+    slow = Raw(proxy.port)
+    slow.send(cmd("DEBUG", "SLEEP", "0.5"))
+    assert b"timed out" in slow.until_eof()
+    wait_until(lambda: "protocol error" in proxy.log() and "read_time_limit_ms=200" in proxy.log(), message="logged")
