@@ -1,10 +1,12 @@
-"""Command line: `redis-proxy -f config.json [--check]`. A thin layer over config and server."""
+"""Command line: `redis-proxy -f config.json [--check] [options]`. A thin layer over config and server."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
 import socket
 import sys
 from collections.abc import Coroutine
@@ -12,14 +14,17 @@ from typing import Any
 
 from redis_proxy import __version__
 from redis_proxy.config import LISTENERS, Config, ConfigError, load_config, parse_tcp_addr
+from redis_proxy.logs import FORMATS, LEVELS, setup_logging
+from redis_proxy.pidfile import PidFileError, check_pidfile
 from redis_proxy.server import listener_tls, run
 from redis_proxy.tls import uplink_context
-from redis_proxy.uplink import UplinkError, check_uplink
+from redis_proxy.uplink import UplinkError, UplinkUnreachable, check_uplink
 
 log = logging.getLogger("redis_proxy")
 
 EXIT_CONFIG = 2  # the config was rejected
 EXIT_UPLINK = 3  # the config is valid but the uplink cannot be used
+EXIT_START = 1  # a listener could not be bound, or the pid file names a running process
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +35,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--config", required=True, metavar="FILE", help="config file (JSON); - reads it from standard input")
     parser.add_argument(
         "--check", action="store_true", help="validate the config, connect to the uplink (TLS and AUTH included), print what was checked and exit"
+    )
+    parser.add_argument(
+        "--start-without-uplink",
+        action="store_true",
+        help="start even when the uplink cannot be reached; clients get -ERR until it can",
+    )
+    parser.add_argument(
+        "--pidfile", metavar="PATH", help="write the process id here once listening; removed at exit"
+    )
+    parser.add_argument("--log-level", choices=LEVELS, default="info", help="least severe level logged (default: info)")
+    parser.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="text lines, or one JSON object per line (default: text)"
     )
     parser.add_argument("--version", action="version", version=f"redis-proxy {__version__}")
     return parser
@@ -51,8 +68,17 @@ async def _check(config: Config) -> int:
         for name in contexts:
             print(f"ok: {name} TLS certificate and key")
         for name, addr in _tcp_listeners(config):
-            _probe_bind(name, addr)
-            print(f"ok: {name} can listen on {addr}")
+            if _probe_bind(name, addr):
+                print(f"ok: {name} can listen on {addr}")
+            else:
+                # Checking the config of a proxy that is already running (before
+                # a reload, say) must still check everything else: the address
+                # being taken is what a running proxy looks like from outside.
+                print(
+                    f"warning: {name}.addr: {addr} is already in use (expected if this proxy is running;"
+                    " otherwise starting it would fail)",
+                    file=sys.stderr,
+                )
         uplink_ssl = uplink_context(config.uplink)
         print(f"ok: {await check_uplink(config.uplink, uplink_ssl)}")
     except ConfigError as exc:
@@ -74,8 +100,12 @@ def _tcp_listeners(config: Config) -> list[tuple[str, str]]:
     return out
 
 
-def _probe_bind(name: str, addr: str) -> None:
-    """Bind (and release) a listener's address, so --check catches a port in use."""
+def _probe_bind(name: str, addr: str) -> bool:
+    """Bind (and release) a listener's address, so --check catches a port it cannot use.
+
+    False when the address is in use (a warning: it may be this proxy);
+    any other failure (no such address, permission) is a ConfigError.
+    """
     host, port = parse_tcp_addr(addr)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -84,35 +114,57 @@ def _probe_bind(name: str, addr: str) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(sockaddr)
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return False
         raise ConfigError([f"{name}.addr: cannot listen on {addr}: {exc.strerror or exc}"]) from None
+    return True
 
 
-async def _start(config: Config, path: str) -> int:
-    """Refuse to start against an uplink that cannot be used; then serve."""
+async def _start(config: Config, path: str, without_uplink: bool, pidfile: str | None) -> int:
+    """Refuse to start against an uplink that cannot be used (unless told to wait for it); then serve."""
     try:
         await check_uplink(config.uplink, uplink_context(config.uplink))
     except ConfigError as exc:
         for line in exc.problems:
             log.error("%s", line)
         return EXIT_CONFIG
+    except UplinkUnreachable as exc:
+        if not without_uplink:
+            log.error("%s", exc)
+            return EXIT_UPLINK
+        # Only "down" is tolerated: a reachable uplink that refuses (AUTH, TLS,
+        # a replica) is a config mistake that waiting will not fix.
+        log.warning(
+            "starting without an uplink (--start-without-uplink): %s; clients get -ERR until it is reachable", exc
+        )
     except UplinkError as exc:
         log.error("%s", exc)
         return EXIT_UPLINK
-    return await run(config, path)
+    return await run(config, path, pidfile=pidfile)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s redis-proxy %(levelname)s %(message)s")
+    setup_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"redis-proxy: {line}", file=sys.stderr)
+            if args.check:
+                print(f"error: {line}", file=sys.stderr)
+            else:
+                log.error("%s", line)  # one complete log line (time, level) per problem
         return EXIT_CONFIG
     if args.check:
         return _run_loop(_check(config))
+    pidfile = os.path.abspath(args.pidfile) if args.pidfile else None
+    if pidfile is not None:
+        try:
+            check_pidfile(pidfile)
+        except PidFileError as exc:
+            log.error("%s", exc)
+            return EXIT_START
     try:
-        return _run_loop(_start(config, args.config))
+        return _run_loop(_start(config, args.config, args.start_without_uplink, pidfile))
     except KeyboardInterrupt:
         return 0

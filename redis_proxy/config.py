@@ -7,10 +7,14 @@ compared and logged without touching key material.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
+import os
 import re
 import sys
+import types
+import typing
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
@@ -106,7 +110,7 @@ class _Section(BaseModel):
         # only the documented key "pass" is accepted.
         if info.context and info.context.get("from_file") and isinstance(data, dict):
             if "password" in data and "password" in cls.model_fields:
-                raise _rules_error([("password", "unknown key")])
+                raise _rules_error([("password", 'unknown key (did you mean "pass"?)')])
         return data
 
     @model_validator(mode="after")
@@ -269,6 +273,38 @@ def _message(error: Any) -> str:
     return msg[:1].lower() + msg[1:]
 
 
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The model class inside a field's annotation (`ListenRawConfig | None` -> ListenRawConfig)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            model = _section_model(arg)
+            if model is not None:
+                return model
+    return None
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a config file may use in the object at `loc` (file names: "pass", not "password")."""
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        model = _section_model(field.annotation) if field is not None else None
+        if model is None:
+            return []
+    assert model is not None
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _unknown_key_message(loc: tuple[Any, ...]) -> str:
+    """"unknown key", with the closest known key when one is close enough to be a typo."""
+    if not loc:
+        return "unknown key"
+    close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1, cutoff=0.6)
+    return f'unknown key (did you mean "{close[0]}"?)' if close else "unknown key"
+
+
 def _translate(exc: ValidationError, source: str) -> list[str]:
     problems: list[str] = []
     # include_input=False: inputs may be passwords and must never be shown.
@@ -277,6 +313,8 @@ def _translate(exc: ValidationError, source: str) -> list[str]:
         if error["type"] == "config_rules":
             prefix = f"{path}." if path else ""
             problems.extend(f"{prefix}{field}: {msg}" for field, msg in error["ctx"]["problems"])
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"{path or source}: {_unknown_key_message(tuple(error['loc']))}")
         else:
             problems.append(f"{path or source}: {_message(error)}")
     return problems
@@ -354,6 +392,32 @@ def check_files(config: Config) -> list[str]:
     return problems
 
 
+# The keys that name files, per section: resolved by resolve_paths.
+_FILE_KEYS: dict[str, tuple[str, ...]] = {
+    "uplink": ("cacertfile", "certfile", "keyfile"),
+    "listen": ("certfile", "keyfile", "cacertfile"),
+    "listen_raw": ("certfile", "keyfile", "cacertfile"),
+    "admin": ("certfile", "keyfile"),
+}
+
+
+def resolve_paths(config: Config, base: str) -> Config:
+    """The config with every relative file path made absolute against `base` (the models are frozen: copies)."""
+    updates: dict[str, BaseModel] = {}
+    for name, keys in _FILE_KEYS.items():
+        section = getattr(config, name)
+        if section is None:
+            continue
+        changed = {
+            key: os.path.normpath(os.path.join(base, value))
+            for key in keys
+            if isinstance(value := getattr(section, key), str) and not os.path.isabs(value)
+        }
+        if changed:
+            updates[name] = section.model_copy(update=changed)
+    return config.model_copy(update=updates) if updates else config
+
+
 def load_config(path: str) -> Config:
     """Read, parse and check a config file ("-" = standard input)."""
     source = "<stdin>" if path == "-" else path
@@ -369,6 +433,10 @@ def load_config(path: str) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{source}: not valid UTF-8 text (byte offset {exc.start})"]) from None
     config = parse_config(text, source=source)
+    # A config file names its certificates relative to itself, as nginx and
+    # most daemons do, so it can move with them; from stdin there is no
+    # file, and the working directory is the only base there is.
+    config = resolve_paths(config, os.getcwd() if path == "-" else os.path.dirname(os.path.abspath(path)))
     problems = check_files(config)
     if problems:
         raise ConfigError(problems)

@@ -258,7 +258,10 @@ class Controller:
                 result = await self._reload()
             except ControlError as exc:
                 self.proxy.stats.reload_failures += 1
-                log.error("reload refused: %s", exc)
+                # One complete log line per problem: a multi-line message would
+                # leave lines without time and level for a log shipper to misread.
+                for line in str(exc).splitlines() or [""]:
+                    log.error("reload refused: %s", line)
                 raise
             self.proxy.stats.reloads += 1
             return result

@@ -22,6 +22,7 @@ from redis_proxy.admin.server import start_admin
 from redis_proxy.config import LISTENERS, Config, ConfigError, UplinkConfig, parse_tcp_addr
 from redis_proxy.controller import ControlError, Controller
 from redis_proxy.gate import Gate
+from redis_proxy.pidfile import PidFileError, remove_pidfile, write_pidfile
 from redis_proxy.raw import RawPipe, raw_protocol_factory
 from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.protocol import ClientSession
@@ -261,11 +262,17 @@ def _remove_stale_socket(path: str) -> None:
         probe.close()
 
 
-async def run(config: Config, config_path: str | None) -> int:
-    """Serve until SIGTERM/SIGINT; the process's exit code."""
+async def run(config: Config, config_path: str | None, pidfile: str | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; the process's exit code.
+
+    The pid file is written once every listener is bound (so a script that
+    waits for it can connect) and removed when the proxy has stopped.
+    """
     try:
         proxy = Proxy(config, config_path)
         await proxy.start()
+        if pidfile is not None:
+            write_pidfile(pidfile)
     except ConfigError as exc:
         for line in exc.problems:
             log.error("%s", line)
@@ -273,10 +280,17 @@ async def run(config: Config, config_path: str | None) -> int:
     except OSError as exc:
         log.error("%s", exc.strerror or exc)
         return 1
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, proxy.request_stop, "SIGTERM")
-    loop.add_signal_handler(signal.SIGINT, proxy.request_stop, "SIGINT")
-    loop.add_signal_handler(signal.SIGHUP, proxy.request_reload)
-    await proxy.wait_stopped()
+    except PidFileError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, proxy.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, proxy.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, proxy.request_reload)
+        await proxy.wait_stopped()
+    finally:
+        if pidfile is not None:
+            remove_pidfile(pidfile)
     log.info("stopped")
     return 0

@@ -13,7 +13,9 @@ import asyncio
 import ssl
 from dataclasses import dataclass, field
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import hiredis
 
 from redis_proxy.sockets import set_nodelay
 from redis_proxy.commands import is_message, is_subscribe_reply
@@ -27,6 +29,15 @@ P = TypeVar("P", bound=asyncio.Protocol)
 
 class UplinkError(Exception):
     """The uplink could not be reached, refused the handshake, or went away. One readable line."""
+
+
+class UplinkUnreachable(UplinkError):
+    """No connection could be opened at all (refused, timed out): the uplink may simply be down.
+
+    Kept apart from the other failures (TLS verification, AUTH, a replica)
+    because waiting can fix this one, so `--start-without-uplink` tolerates
+    it, and the others are configuration mistakes it must not hide.
+    """
 
 
 @dataclass
@@ -57,6 +68,9 @@ class UplinkSink(Protocol):
 
 # Asked on every new uplink connection: the id CLIENT UNBLOCK needs.
 CLIENT_ID = [b"CLIENT", b"ID"]
+# Asked by check_uplink: a replica accepts the connection and AUTH and answers
+# PING, then refuses every write with READONLY, so only ROLE tells it apart.
+ROLE = [b"ROLE"]
 
 
 def auth_command(config: UplinkConfig) -> list[bytes] | None:
@@ -106,6 +120,10 @@ class UplinkConnection(asyncio.Protocol):
         # Bytes that arrive after the handshake and before a session attaches
         # (a few loop turns) wait here, so nothing of the stream is dropped.
         self._unclaimed: list[bytes] = []
+        # The decoded reply to ROLE when the handshake asked it: a list such as
+        # [b"slave", b"10.0.0.1", 6379, b"connected", 42], or the error text
+        # (str) when the server refused ROLE (an ACL without @admin).
+        self.role: list[Any] | str | None = None
 
     # -- asyncio.Protocol --------------------------------------------------
 
@@ -169,7 +187,9 @@ class UplinkConnection(asyncio.Protocol):
         self._handshake = handshake
         self.transport.write(b"".join(encode_command(c) for c in everything))
         try:
-            return await asyncio.wait_for(handshake.done, timeout)
+            result = await asyncio.wait_for(handshake.done, timeout)
+            self.role = handshake.role
+            return result
         except TimeoutError:
             raise UplinkError(f"the uplink did not answer the handshake within {timeout:g} s") from None
         finally:
@@ -198,6 +218,7 @@ class _Handshake:
         self.answered = 0
         self.forward: list[bytes] = []
         self.client_id: int | None = None
+        self.role: list[Any] | str | None = None
         self.done: asyncio.Future[tuple[list[bytes], bytes, int | None]] = asyncio.get_running_loop().create_future()
 
     def fail(self, exc: Exception) -> None:
@@ -219,7 +240,7 @@ class _Handshake:
             end += base
             assert isinstance(reply, Reply)
             try:
-                swallow = self._take(reply)
+                swallow = self._take(reply, start, end)
             except UplinkError as exc:
                 self.fail(exc)
                 return
@@ -231,9 +252,17 @@ class _Handshake:
                 return
         del self.buffer[:start]
 
-    def _take(self, reply: Reply) -> bool:
-        """Account for one reply; True if it is the handshake's to swallow."""
+    def _take(self, reply: Reply, start: int, end: int) -> bool:
+        """Account for one reply (self.buffer[start:end]); True if it is the handshake's to swallow."""
         if self.answered < len(self.commands):
+            if self.commands[self.answered] == ROLE:
+                # The exact framer keeps only a reply's first element; a
+                # replica's master address comes later, so decode this one
+                # (small) reply whole. A refusal is kept, not raised: the
+                # caller decides what an unknown role means.
+                self.role = _decode_role(bytes(self.buffer[start:end]))
+                self.answered += 1
+                return True
             if self.commands[self.answered] == CLIENT_ID:
                 # Optional: without it, blocking commands simply hold a pause until they return.
                 self.client_id = int(reply.text) if not reply.is_error and reply.text and reply.text.isdigit() else None
@@ -253,6 +282,18 @@ class _Handshake:
         if reply.is_error:
             raise UplinkError(f"the uplink refused a subscription: {(reply.text or b'').decode(errors='replace')}")
         raise UplinkError("unexpected reply from the uplink while re-subscribing")
+
+
+def _decode_role(raw: bytes) -> list[Any] | str:
+    """ROLE's reply as a list, or the error text when the server refused it."""
+    reader = hiredis.Reader()
+    reader.feed(raw)
+    value = reader.gets()
+    if isinstance(value, hiredis.ReplyError):
+        return str(value)
+    if isinstance(value, list) and value:
+        return value
+    return f"unexpected reply to ROLE: {value!r:.80}"
 
 
 async def open_uplink(
@@ -281,9 +322,9 @@ async def open_uplink(
         raise UplinkError(f"TLS handshake with uplink {where} failed: {exc.reason or exc}{hint}") from None
     except TimeoutError:
         hint = " (the TLS handshake did not finish: does the uplink speak TLS?)" if ssl_context is not None else ""
-        raise UplinkError(f"cannot connect to uplink {where}: timed out after {timeout:g} s{hint}") from None
+        raise UplinkUnreachable(f"cannot connect to uplink {where}: timed out after {timeout:g} s{hint}") from None
     except OSError as exc:
-        raise UplinkError(f"cannot connect to uplink {where}: {exc.strerror or exc}") from None
+        raise UplinkUnreachable(f"cannot connect to uplink {where}: {exc.strerror or exc}") from None
     return connection
 
 
@@ -314,11 +355,14 @@ async def connect_session(
 
 
 async def check_uplink(config: UplinkConfig, ssl_context: ssl.SSLContext | None, timeout: float = 5.0) -> str:
-    """Connect, authenticate and PING, as the proxy would; return what was checked. Raises UplinkError."""
+    """Connect, authenticate, ask ROLE and PING, as the proxy would; return what was checked.
+
+    Raises UplinkError, also for a replica unless the section sets allow_replica.
+    """
     connection: UplinkConnection = await open_uplink(config, ssl_context, timeout)
     try:
         commands = replay_commands(config, SessionState())
-        await connection.handshake(commands + [[b"PING"]], [], 0, timeout)
+        await connection.handshake(commands + [ROLE, [b"PING"]], [], 0, timeout)
     finally:
         connection.close()
     parts = [f"uplink {config.addr} reachable"]
@@ -326,5 +370,34 @@ async def check_uplink(config: UplinkConfig, ssl_context: ssl.SSLContext | None,
         parts.append("TLS verified" if ssl_context.verify_mode != ssl.CERT_NONE else "TLS (verification skipped)")
     if config.password is not None:
         parts.append(f"AUTH accepted{' for user ' + config.user if config.user else ''}")
+    parts.append(_role_verdict(config, connection.role))
     parts.append("PING answered")
     return ", ".join(parts)
+
+
+def _describe_role(role: list[Any]) -> str:
+    """"master", "slave of 10.0.0.1:6379", "sentinel"... from ROLE's reply."""
+    name = role[0].decode(errors="replace") if isinstance(role[0], bytes) else str(role[0])
+    if name in ("slave", "replica") and len(role) >= 3:
+        host = role[1].decode(errors="replace") if isinstance(role[1], bytes) else str(role[1])
+        host = f"[{host}]" if ":" in host else host
+        return f"{name} of {host}:{role[2]}"
+    return name
+
+
+def _role_verdict(config: UplinkConfig, role: list[Any] | str | None) -> str:
+    """The check's word on ROLE; raises UplinkError for an uplink that is not a master."""
+    if not isinstance(role, list):
+        # A user whose ACL forbids ROLE (it is in @admin) cannot tell us; refusing
+        # would lock such deployments out, so the check passes and says so.
+        return f"role not checked (ROLE refused: {role})"
+    described = _describe_role(role)
+    if role[0] == b"master":
+        return "role master"
+    if config.allow_replica:
+        return f"role {described} (read-only, allowed by allow_replica)"
+    kind = "a replica" if role[0] in (b"slave", b"replica") else "not a master"
+    raise UplinkError(
+        f"uplink {config.addr} is {kind} (role {described}), so every write would fail with READONLY;"
+        ' promote it or set "allow_replica": true'
+    )

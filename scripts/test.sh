@@ -39,18 +39,21 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
-if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
-    echo "test.sh: installing python3-pip" >&2
-    apt_install python3-pip
+# A virtual environment at the repository root: the system Python stays
+# untouched (Debian's is "externally managed" and refuses pip installs).
+# Debian ships the venv module separately, in python3-venv.
+if [ ! -x .venv/bin/python ]; then
+    if ! "$PYTHON" -m venv .venv; then
+        echo "test.sh: installing python3-venv" >&2
+        rm -rf .venv
+        apt_install python3-venv
+        "$PYTHON" -m venv .venv
+    fi
 fi
+VENV_PYTHON="$PWD/.venv/bin/python"
 
-# No venv: install next to the system packages.  These variables silence the
-# "running pip as root" warning and allow installing into a Debian
-# "externally managed" Python; older pips simply ignore them.
-export PIP_ROOT_USER_ACTION=ignore
-export PIP_BREAK_SYSTEM_PACKAGES=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$PYTHON" -m pip install -q -e '.[test]'
+"$VENV_PYTHON" -m pip install -q -e '.[test]'
 
 # exec: the script's exit code is pytest's (5 = no tests collected is a failure too).
-exec "$PYTHON" -m pytest -q "$@"
+exec "$VENV_PYTHON" -m pytest -q "$@"

@@ -169,13 +169,13 @@ def test_unknown_keys_are_named() -> None:
     problems = problems_of(data)
     assert "bogus: unknown key" in problems
     assert "listen.foo: unknown key" in problems
-    assert "uplink.tsl: unknown key" in problems
+    assert 'uplink.tsl: unknown key (did you mean "tls"?)' in problems
 
 
 def test_field_name_password_is_unknown_in_files() -> None:
     data = minimal()
     data["listen"]["password"] = "x"
-    assert problems_of(data) == ["listen.password: unknown key"]
+    assert problems_of(data) == ['listen.password: unknown key (did you mean "pass"?)']
 
 
 def test_admin_has_no_network_key() -> None:
@@ -503,3 +503,48 @@ def test_parse_tcp_addr_only_raises_value_error(text: str) -> None:
     except ValueError:
         return
     assert host and 0 <= port <= 65535
+
+
+# --- relative file paths -------------------------------------------------------
+
+
+def test_relative_file_paths_resolve_against_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf_dir = tmp_path / "etc"
+    (conf_dir / "tls").mkdir(parents=True)
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (conf_dir / "tls" / name).write_text("placeholder\n")
+    data = minimal()
+    data["uplink"].update(tls=True, cacertfile="tls/ca.pem", certfile="tls/cert.pem", keyfile="./tls/key.pem")
+    data["listen"].update(tls=True, certfile="tls/cert.pem", keyfile="tls/key.pem", cacertfile="tls/ca.pem")
+    data["admin"] = {"addr": "127.0.0.1:7012", "tls": True, "certfile": "tls/cert.pem", "keyfile": str(conf_dir / "tls" / "key.pem")}
+    (conf_dir / "config.json").write_text(json.dumps(data))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(str(Path("..") / "etc" / "config.json"))  # a relative config path works too
+    tls = conf_dir / "tls"
+    assert (config.uplink.cacertfile, config.uplink.certfile, config.uplink.keyfile) == (
+        str(tls / "ca.pem"), str(tls / "cert.pem"), str(tls / "key.pem"))
+    assert (config.listen.certfile, config.listen.keyfile, config.listen.cacertfile) == (
+        str(tls / "cert.pem"), str(tls / "key.pem"), str(tls / "ca.pem"))
+    assert config.admin is not None and config.admin.certfile == str(tls / "cert.pem")
+
+    # Errors name the resolved path.
+    data["listen"]["keyfile"] = "tls/missing.pem"
+    (conf_dir / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(conf_dir / "config.json"))
+    assert info.value.problems == [f"listen.keyfile: cannot read {tls / 'missing.pem'}: No such file or directory"]
+
+
+def test_relative_file_paths_from_stdin_resolve_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cert.pem").write_text("placeholder\n")
+    (tmp_path / "key.pem").write_text("placeholder\n")
+    data = minimal()
+    data["listen"].update(tls=True, certfile="cert.pem", keyfile="key.pem")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(data)))
+    config = load_config("-")
+    assert config.listen.certfile == str(tmp_path / "cert.pem")
