@@ -7,6 +7,7 @@ adds the client side (framing, holding, forwarding) and the uplink's life.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 
@@ -108,7 +109,7 @@ class ReplyAccounting:
             else:
                 self._cut(data)
         except ProtocolError as exc:
-            self._fail(None, f"invalid reply from the uplink ({exc})")
+            self._fail(None, f"invalid reply from the uplink ({exc})", logging.ERROR)
 
     def _counted(self, data: bytes) -> None:
         """The hot path: every byte goes to the client; replies are only counted."""
@@ -214,7 +215,7 @@ class ReplyAccounting:
                     return None  # some other push
         pending = self.pending
         if not pending or self.left == 0:
-            self._fail(None, "a reply arrived for no command")
+            self._fail(None, "a reply arrived for no command", logging.ERROR)
             return None
         head = pending[0]
         kind = type(head)
@@ -395,19 +396,19 @@ class ReplyAccounting:
         if not self.gate.open:
             self.gate.check_idle()
 
-    def _close(self, reason: str, warn: bool = False) -> None:
+    def _close(self, reason: str, level: int = logging.DEBUG) -> None:
         if self.closing:
             return
         self.closing = True
         self.actions.append(CloseUplink())
         self._settle()
         self._set_txn(False, False)
-        self.actions.append(CloseClient(reason, warn))
+        self.actions.append(CloseClient(reason, level))
 
-    def _fail(self, text: str | None, reason: str | None = None) -> None:
+    def _fail(self, text: str | None, reason: str | None = None, level: int = logging.WARNING) -> None:
         """End this client: an error line for each reply it is owed (when the stream allows), then close."""
         if self.closing:
             return
         if text is not None and not self.replies.in_reply() and self.partial is None:
             self.actions.append(WriteClient(error(text) * max(1, self.outstanding)))
-        self._close(reason or text or "closed")
+        self._close(reason or text or "closed", level)

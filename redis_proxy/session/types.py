@@ -8,6 +8,7 @@ one meaning per field.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import Enum
 
@@ -38,10 +39,18 @@ class CloseUplink:
 
 @dataclass(slots=True)
 class CloseClient:
-    """Close the client once what was written to it has gone out."""
+    """Close the client once what was written to it has gone out; log `reason` at `level`."""
 
     reason: str
-    warn: bool = False  # an operator should hear of it (a limit was reached), not just a debug line
+    level: int = logging.DEBUG
+
+
+@dataclass(slots=True)
+class Log:
+    """Something about this client worth a log line (the I/O layer adds who the client is)."""
+
+    level: int
+    message: str
 
 
 @dataclass(slots=True)
@@ -65,7 +74,7 @@ class Unblock:
     client_id: int
 
 
-Action = WriteClient | WriteUplink | ConnectUplink | CloseUplink | CloseClient | ReadClient | SetTimer | Unblock
+Action = WriteClient | WriteUplink | ConnectUplink | CloseUplink | CloseClient | ReadClient | SetTimer | Unblock | Log
 
 # -- state changes a reply confirms --------------------------------------------------
 
