@@ -118,6 +118,11 @@ class Controller:
         elif gate.state == STOPPING and gate.inflight == 0:
             self._notify()
 
+    def paused_seconds(self) -> float:
+        """Seconds spent pausing or paused so far: finished pauses (stats) plus the current one."""
+        current = time.monotonic() - self.paused_since if self.paused_since is not None else 0.0
+        return self.proxy.stats.paused_seconds + current
+
     @property
     def waiting(self) -> int:
         return sum(s.held for s in self.proxy.sessions)
