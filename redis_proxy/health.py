@@ -48,6 +48,7 @@ class HealthChecker:
         self._connection: UplinkConnection | None = None
         self._connected_to: tuple[UplinkConfig, ssl.SSLContext | None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._log = RateLimitedLog(log, TRANSITION_LOG_INTERVAL_S)
 
     def start(self) -> None:
@@ -55,6 +56,7 @@ class HealthChecker:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="uplink-health")
 
     async def stop(self) -> None:
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -62,8 +64,16 @@ class HealthChecker:
                 await task
         self._drop()
 
+    def _cancelled(self) -> bool:
+        # Python 3.11's wait_for can swallow a cancellation that arrives just
+        # as the awaited connect or reply completes; the task then still
+        # counts the request (cancelling()), so honour it here, or loop
+        # shutdown (which cancels once and waits) would never end.
+        task = asyncio.current_task()
+        return self._stopping or (task is not None and task.cancelling() > 0)
+
     async def _run(self) -> None:
-        while True:
+        while not self._cancelled():
             config, context = self._settings()
             try:
                 await self._ping(config, context)
@@ -76,7 +86,10 @@ class HealthChecker:
                 self._set(False, f"health check failed: {exc}")
             else:
                 self._set(True, None)
+            if self._cancelled():
+                break
             await asyncio.sleep(CHECK_INTERVAL_S)
+        self._drop()
 
     async def _ping(self, config: UplinkConfig, context: ssl.SSLContext | None) -> None:
         """One check on the kept connection, opening it first if needed (raises UplinkError)."""
