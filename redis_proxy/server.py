@@ -21,6 +21,7 @@ from redis_proxy.admin.server import start_admin
 from redis_proxy.config import LISTENERS, Config, ConfigError, UplinkConfig, parse_tcp_addr
 from redis_proxy.controller import ControlError, Controller
 from redis_proxy.gate import Gate
+from redis_proxy.health import HealthChecker
 from redis_proxy.pidfile import PidFileError, remove_pidfile, write_pidfile
 from redis_proxy.raw import RawPipe, raw_protocol_factory
 from redis_proxy.session.protocol import ClientSession
@@ -45,6 +46,7 @@ class Proxy:
         self.controller = Controller(self)
         self.gate: Gate = self.controller.gate
         self.unblocker = Unblocker(self.uplink_settings, self.spawn)
+        self.health = HealthChecker(self.uplink_settings)  # /readyz, uplink_up; started by start()
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured
         self._servers: list[asyncio.Server] = []
@@ -105,6 +107,7 @@ class Proxy:
     async def start(self) -> None:
         """Bind every listener (raises OSError with the address on failure)."""
         config = self.config
+        self.health.start()
         await self._listen("listen", config.listen.addr, config.listen.network, lambda: ClientSession(self))
         if config.listen_raw is not None:
             await self._listen(
@@ -173,6 +176,7 @@ class Proxy:
             pipe.close()
         if self.admin is not None:
             await self.admin.stop()
+        await self.health.stop()
         for path in self._unix_paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -143,7 +143,8 @@ def test_every_client_has_its_own_uplink_connection(redis_server: RedisServer, p
     assert b.client_getname() is None
     assert a.client_getname() in ("alpha", b"alpha")
     names = [c["name"] for c in redis_server.client().client_list()]
-    assert names.count("alpha") == 1 and len(names) == 3  # a, b and the direct client
+    # a, b, the direct client and the proxy's own health connection (redis_proxy/health.py)
+    assert names.count("alpha") == 1 and len(names) == 4
 
 
 def test_only_whole_commands_are_forwarded(redis_server: RedisServer, proxy: ProxyProcess) -> None:

@@ -10,12 +10,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from redis_proxy.admin import metrics, page, state
 from redis_proxy.admin.auth import AdminGuard
 from redis_proxy.admin.commands import CommandError, Outcome, read_fields, run_command
+from redis_proxy.controller import STOPPING
 
 if TYPE_CHECKING:
     from redis_proxy.server import Proxy
@@ -93,6 +94,21 @@ def build_app(proxy: Proxy) -> Starlette:
         body, content_type = metrics.render(registry)
         return Response(body, headers={**NO_STORE, "Content-Type": content_type})
 
+    async def healthz(request: Request) -> Response:
+        # Answering at all is the point: the process and its event loop are alive.
+        return PlainTextResponse("ok\n", headers=NO_STORE)
+
+    async def readyz(request: Request) -> Response:
+        # Ready means a client's command would reach a Redis that answers now.
+        # The text says why not, scrubbed: the probe needs no password to read it.
+        health = proxy.health
+        if proxy.controller.state == STOPPING:
+            return PlainTextResponse("not ready: the proxy is shutting down\n", status_code=503, headers=NO_STORE)
+        if not health.up:
+            why = state.scrub(proxy, f"uplink {proxy.config.uplink.addr} is down: {health.reason}")
+            return PlainTextResponse(f"not ready: {why}\n", status_code=503, headers=NO_STORE)
+        return PlainTextResponse("ready\n", headers=NO_STORE)
+
     async def favicon(request: Request) -> Response:
         return Response(status_code=204)  # keeps browsers from logging a 404 on every visit
 
@@ -107,6 +123,8 @@ def build_app(proxy: Proxy) -> Starlette:
         Route("/status.json", status_json, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
         Route("/favicon.ico", favicon, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

@@ -1,4 +1,5 @@
-"""The admin app's gate: HTTP Basic auth (when admin.pass is set) and a cross-site check.
+"""The admin app's gate: HTTP Basic auth (when admin.pass is set), a Host check
+(when it is not) and a cross-site check.
 
 A plain ASGI middleware, so it runs before routing and guards every path,
 unknown ones included.
@@ -10,10 +11,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -21,6 +24,9 @@ if TYPE_CHECKING:
 
 REALM_HEADER = 'Basic realm="redis-proxy"'
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Probes for load balancers and orchestrators: they reveal nothing secret and
+# their callers have no admin password, so Basic auth does not apply to them.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def _digest(secret: bytes) -> bytes:
@@ -44,6 +50,57 @@ def basic_auth_ok(header: str | None, password: str) -> bool:
     if not sep:
         return False
     return hmac.compare_digest(_digest(given), _digest(password.encode("utf-8")))
+
+
+def _strip_port(host: str) -> str | None:
+    """The host part of a Host header, lower-case; None when it is malformed."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return None
+        name, rest = host[: end + 1], host[end + 1 :]
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return None
+        return name
+    name, sep, port = host.rpartition(":")
+    if not sep:
+        return host
+    if ":" in name or not port.isdigit():
+        return None  # an IPv6 address without brackets, or junk
+    return name
+
+
+def host_allowed(header: str | None, allowed: Iterable[str]) -> tuple[bool, str]:
+    """May a request with this Host header reach an admin app that has no password?
+
+    DNS rebinding: a page on evil.example makes its own name resolve to
+    127.0.0.1, and the browser then sends requests to this app as same-origin
+    (so the cross-site check cannot see them), but still with
+    "Host: evil.example". IP literals and localhost cannot be rebound; other
+    names must be listed in admin.allowed_hosts. Returns (allowed, why not).
+    """
+    if header is None:
+        return False, "the request has no Host header"
+    name = _strip_port(header)
+    if name is None:
+        return False, "the Host header is malformed"
+    if name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return False, "the Host header has an invalid IPv6 address"
+        return True, ""
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        pass
+    else:
+        return True, ""
+    bare = name.rstrip(".")  # "localhost." is the same name as "localhost"
+    if bare == "localhost" or bare in {h.lower().rstrip(".") for h in allowed}:
+        return True, ""
+    return False, f"host {name[:100]!r} is not an IP address, localhost, or listed in admin.allowed_hosts"
 
 
 def _cross_site(headers: Headers, scope: Scope) -> bool:
@@ -77,10 +134,22 @@ class AdminGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        # Read the password per request: a reload may set or change admin.pass.
+        # Read the settings per request: a reload may set or change admin.pass and allowed_hosts.
         admin = self.proxy.config.admin
         password = admin.password if admin is not None else None
-        if password is not None and not basic_auth_ok(headers.get("authorization"), password):
+        if password is None:
+            # Without a password, a browser tricked by DNS rebinding could drive this app.
+            ok, why = host_allowed(headers.get("host"), admin.allowed_hosts if admin is not None else ())
+            if not ok:
+                refusal = PlainTextResponse(
+                    f"refused: {why} (a defence against DNS rebinding: add the name to admin.allowed_hosts"
+                    " or set admin.pass)\n",
+                    status_code=403,
+                    headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+                )
+                await refusal(scope, receive, send)
+                return
+        elif scope["path"] not in PROBE_PATHS and not basic_auth_ok(headers.get("authorization"), password):
             response = JSONResponse(
                 {"ok": False, "error": "authentication required"},
                 status_code=401,

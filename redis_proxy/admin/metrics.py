@@ -8,6 +8,7 @@ none of prometheus-client's default process/GC collectors mixed in.
 
 from __future__ import annotations
 
+import importlib.metadata
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+import redis_proxy
 from redis_proxy.controller import PAUSED, PAUSING, RUNNING, STOPPING
 from redis_proxy.stats import Histogram
 
@@ -25,6 +27,17 @@ if TYPE_CHECKING:
 
 PREFIX = "redis_proxy"
 STATES: tuple[str, ...] = (RUNNING, PAUSING, PAUSED, STOPPING)
+
+
+def package_version() -> str:
+    """The installed distribution's version; the source's own when run from a checkout."""
+    try:
+        return importlib.metadata.version("redis-proxy")
+    except importlib.metadata.PackageNotFoundError:
+        return getattr(redis_proxy, "__version__", "unknown")
+
+
+VERSION = package_version()  # read once: the metadata lookup scans sys.path
 
 # (metric name without _total, Stats attribute, help text)
 _COUNTERS: tuple[tuple[str, str, str], ...] = (
@@ -38,6 +51,7 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("reloads", "reloads", "Successful config reloads."),
     ("reload_failures", "reload_failures", "Refused or failed config reloads."),
     ("switches", "switches", "Uplink switches."),
+    ("pause_limit_hits", "pause_limit_hits", "Operator pauses ended by max_pause_ms."),
 )
 
 # (metric name, Stats attribute, help text); all in seconds.
@@ -88,6 +102,20 @@ class ProxyCollector(Collector):
         )
         for name, help_text, value in gauges:
             yield GaugeMetricFamily(f"{PREFIX}_{name}", help_text, value=value)
+
+        yield CounterMetricFamily(
+            f"{PREFIX}_paused_seconds",
+            "Seconds the proxy spent pausing or paused (holding clients' commands), the current pause included.",
+            value=controller.paused_seconds(),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_uplink_up",
+            "1 while the active uplink answers the proxy's own PING (checked every second), else 0.",
+            value=1 if proxy.health.up else 0,
+        )
+        build = GaugeMetricFamily(f"{PREFIX}_build_info", "Always 1; the version is in the label.", labels=["version"])
+        build.add_metric([VERSION], 1)
+        yield build
 
         state = GaugeMetricFamily(f"{PREFIX}_state", "The controller's state (1 for the current one).", labels=["state"])
         for candidate in STATES:

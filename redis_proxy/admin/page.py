@@ -93,9 +93,19 @@ def _rows(rows: list[list[tuple[str, str]]], empty: str, columns: int) -> str:
     return "".join(out)
 
 
+def uplink_health(data: dict[str, Any]) -> tuple[str, str]:
+    """The uplink's health as (text, CSS class) for the header; the script builds the same."""
+    if data.get("uplink_up", True):
+        return "up", "health health-up"
+    since = data.get("uplink_down_since")
+    when = f" since {_fmt_time(since)}" if since is not None else ""
+    return f"DOWN{when}: {data.get('uplink_down_reason') or 'unknown reason'}", "health health-down"
+
+
 def render(data: dict[str, Any], result: Result | None, nonce: str) -> str:
     """The page for one /info.json snapshot, optionally showing a command's result."""
     state = str(data["state_str"])
+    health_text, health_class = uplink_health(data)
     state_class = state if state in KNOWN_STATES else "unknown"
     cards = "".join(
         (
@@ -149,7 +159,8 @@ def render(data: dict[str, Any], result: Result | None, nonce: str) -> str:
 <header>
 <h1>redis-proxy</h1>
 <span id="state" class="state state-{state_class}">{escape(state)}</span>
-<span class="uplink">uplink <code id="uplink">{escape(str(data["uplink"]))}</code></span>
+<span class="uplink">uplink <code id="uplink">{escape(str(data["uplink"]))}</code>
+<span id="uplink-health" class="{health_class}">{escape(health_text)}</span></span>
 <span id="live" class="live">JavaScript is off: reload the page for fresh numbers</span>
 </header>
 <main>

@@ -16,6 +16,9 @@ header { display: flex; flex-wrap: wrap; align-items: center; gap: 16px; padding
 header h1 { font-size: 18px; margin: 0; font-weight: 600; }
 header .uplink { color: var(--muted); }
 header .uplink code { font: 15px ui-monospace, SFMono-Regular, Menlo, monospace; color: var(--fg); background: var(--bg); padding: 2px 6px; border-radius: 4px; }
+.health { font-weight: 600; }
+.health-up { color: #15803d; }
+.health-down { color: #fff; background: #b91c1c; padding: 2px 8px; border-radius: 4px; }
 header .live { margin-left: auto; font-size: 13px; color: var(--muted); }
 header .live.err { color: #b42318; }
 main { max-width: 1040px; margin: 0 auto; padding: 20px 24px 40px; }
@@ -103,6 +106,13 @@ JS = r"""
     state.className = "state state-" + (STATES.indexOf(d.state_str) >= 0 ? d.state_str : "unknown");
     document.title = "redis-proxy: " + d.state_str;
     setText("uplink", d.uplink);
+    var health = $("uplink-health");
+    if (health) {
+      var up = d.uplink_up !== false;
+      var since = d.uplink_down_since ? " since " + fmtTime(d.uplink_down_since) : "";
+      setText("uplink-health", up ? "up" : "DOWN" + since + ": " + (d.uplink_down_reason || "unknown reason"));
+      health.className = up ? "health health-up" : "health health-down";
+    }
     setText("clients", d.clients);
     setText("active", d.active_requests);
     setText("waiting", d.waiting_requests);

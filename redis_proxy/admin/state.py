@@ -49,6 +49,12 @@ def info(proxy: Proxy) -> dict[str, Any]:
     """The proxy's state, counters and (redacted) config: GET /info.json."""
     data = proxy.info()
     data["uptime_s"] = round(time.time() - proxy.stats.started, 3)
+    health = proxy.health
+    data["uplink_up"] = health.up
+    # Reason and time only while it is down: null otherwise, so a dashboard
+    # can show them whenever they are set.
+    data["uplink_down_reason"] = scrub(proxy, health.reason or "") if not health.up else None
+    data["uplink_down_since"] = health.since if not health.up else None
     data["counters"] = counters(proxy)
     data["commands_by_name"] = commands_by_name(proxy)
     data["config"] = redacted(proxy.config)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from redis_proxy.config import UplinkConfig
 from redis_proxy.gate import STOPPING, Gate
+from redis_proxy.ratelog import RateLimitedLog
 from redis_proxy.resp import encode_command
 from redis_proxy.session.core import SessionCore
 from redis_proxy.session.trace import describe, describe_command
@@ -30,6 +31,10 @@ from redis_proxy.uplink import UplinkConnection, UplinkError, auth_command, conn
 log = logging.getLogger("redis_proxy")
 
 CONNECT_TIMEOUT = 10.0
+# An unreachable uplink fails every client's every attempt: one line per
+# interval (with a count) says so without flooding the log.
+UPLINK_FAILURE_LOG_INTERVAL = 10.0
+_uplink_failures_log = RateLimitedLog(log, UPLINK_FAILURE_LOG_INTERVAL)
 
 
 class SessionContext(Protocol):
@@ -244,7 +249,7 @@ class ClientSession(asyncio.Protocol):
             ready = await connect_session(config, context, self.core.state, CONNECT_TIMEOUT)
         except UplinkError as exc:
             self._connect_task = None
-            log.warning("client %s: %s", self.peer, exc)
+            _uplink_failures_log.warning("connect", "client %s: %s", self.peer, exc)
             self._perform(self.core.uplink_failed(str(exc)))
             return
         except asyncio.CancelledError:
@@ -256,7 +261,9 @@ class ClientSession(asyncio.Protocol):
             uplink.close()
             return
         if uplink.closed:  # went away between the handshake and now (e.g. "max clients reached")
-            log.warning("client %s: the uplink closed the new connection: %s", self.peer, uplink.lost)
+            _uplink_failures_log.warning(
+                "closed-new", "client %s: the uplink closed the new connection: %s", self.peer, uplink.lost
+            )
             self._perform(self.core.uplink_failed(str(uplink.lost or "connection closed")))
             return
         self.uplink = uplink
