@@ -26,6 +26,7 @@ from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, e
 from redis_proxy.session import routing
 from redis_proxy.session.blocking import can_reissue
 from redis_proxy.session.hotpath import has_special
+from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.replies import ReplyAccounting
 from redis_proxy.session.types import (
     Action, After, Blocking, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Pending, Plain, ReadClient,
@@ -41,11 +42,21 @@ NO_UPLINK, CONNECTING, READY = 0, 1, 2
 
 
 class SessionCore(ReplyAccounting):
-    def __init__(self, gate: Gate, stats: Stats, password: bytes | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        stats: Stats,
+        password: bytes | None,
+        clock: Callable[[], float],
+        limits: ClientLimits = ClientLimits(),
+    ) -> None:
         super().__init__(gate, stats, clock)
         self.password = password
         self.authed = password is None
+        self.limits = limits
         self.requests = RequestFramer()
+        self.requests.unauthenticated = not self.authed  # Redis's small pre-AUTH limits
+        self.last_active = clock()  # the last read from either side, for client_idle_timeout_s
         self.queue: deque[Held | HeldLocal] = deque()
         self.held_bytes = 0
         self.reading = True
@@ -84,18 +95,58 @@ class SessionCore(ReplyAccounting):
 
     def client_data(self, data: bytes) -> list[Action]:
         self.stats.bytes_from_clients += len(data)
+        if self.limits.idle_timeout:
+            self.last_active = self.clock()
         if self.broken or self.closing:
             return []
+        requests = self.requests
+        if self._frame(requests.feed, data) and requests.unauthenticated:
+            self._frame_after_auth()
+        # Per read, not per command: what this client holds in the proxy.
+        if requests.buffered + self.held_bytes > self.limits.query_buffer and not self.closing:
+            self._query_buffer_full()
+        return self._take_actions()
+
+    def _frame(self, framer: Callable[[bytes], list[Batch]], data: bytes) -> bool:
+        """Frame bytes and take the whole commands; False after a protocol error (the client is done)."""
         try:
-            batches = self.requests.feed(data)
+            batches = framer(data)
         except ProtocolError as exc:
             for batch in getattr(exc, "batches", []):
                 self._on_batch(batch)
             self._protocol_error(exc)
-            return self._take_actions()
+            return False
         for batch in batches:
             self._on_batch(batch)
-        return self._take_actions()
+        return True
+
+    def _frame_after_auth(self) -> None:
+        """Before AUTH the framer stops after each AUTH/HELLO; once its outcome is known, the limits follow it and framing goes on.
+
+        While one is still held (the gate is shut), nothing after it is framed
+        yet: `resume` comes back here.
+        """
+        requests = self.requests
+        while requests.unauthenticated and not self.broken and not self.closing:
+            requests.unauthenticated = not self.authed
+            if self.queue or not requests.stopped:
+                return
+            if not self._frame(lambda _: requests.resume(), b""):
+                return
+
+    def _query_buffer_full(self) -> None:
+        """client_query_buffer_limit: like Redis, close without a reply and say so in the log."""
+        self.stats.proxy_errors += 1
+        self.broken = True
+        size = self.requests.buffered + self.held_bytes
+        self.requests = RequestFramer()  # let the buffered bytes go now
+        self.queue.clear()
+        self.held_bytes = 0
+        self._close(
+            f"closing client that reached max query buffer length ({size} bytes buffered, "
+            f"client_query_buffer_limit {self.limits.query_buffer})",
+            warn=True,
+        )
 
     def client_eof(self) -> list[Action]:
         self.eof = True
@@ -300,6 +351,7 @@ class SessionCore(ReplyAccounting):
         self.txn_effects = []
         self.txn_hello = False
         self.authed = self.password is None
+        self.requests.unauthenticated = not self.authed
         if not self._uplink_current():
             self._local(Local(b"+RESET\r\n", After.NOTHING))
             return
@@ -356,6 +408,8 @@ class SessionCore(ReplyAccounting):
         return self._take_actions()
 
     def uplink_data(self, data: bytes) -> list[Action]:
+        if self.limits.idle_timeout:
+            self.last_active = self.clock()  # Redis counts writes to the client as interaction too
         self._uplink_bytes(data)
         if self.uplink_gen != self.gate.generation:
             self._retire_if_idle()
@@ -369,6 +423,27 @@ class SessionCore(ReplyAccounting):
         """The gate opened."""
         if self.queue and not self.closing:
             self._drain()
+        if self.requests.unauthenticated and not self.queue:
+            self._frame_after_auth()  # an AUTH that was held has its outcome now
+        return self._take_actions()
+
+    def idle_check(self) -> list[Action]:
+        """client_idle_timeout_s (the glue's timer asks): close a client idle that long, as Redis's `timeout` does.
+
+        Idle means nothing owed, held or half-received, not subscribed and
+        not blocked (a blocked command is owed a reply).
+        """
+        timeout = self.limits.idle_timeout
+        if (
+            timeout
+            and not self.closing
+            and self.clock() - self.last_active >= timeout
+            and not self.queue
+            and not self.state.subscribed
+            and self.uplink != CONNECTING
+            and self._stream_idle()
+        ):
+            self._close(f"idle for more than {timeout:g} s (client_idle_timeout_s)")
         return self._take_actions()
 
     def switch_uplink(self) -> list[Action]:

@@ -395,14 +395,14 @@ class ReplyAccounting:
         if not self.gate.open:
             self.gate.check_idle()
 
-    def _close(self, reason: str) -> None:
+    def _close(self, reason: str, warn: bool = False) -> None:
         if self.closing:
             return
         self.closing = True
         self.actions.append(CloseUplink())
         self._settle()
         self._set_txn(False, False)
-        self.actions.append(CloseClient(reason))
+        self.actions.append(CloseClient(reason, warn))
 
     def _fail(self, text: str | None, reason: str | None = None) -> None:
         """End this client: an error line for each reply it is owed (when the stream allows), then close."""

@@ -41,6 +41,7 @@ class CloseClient:
     """Close the client once what was written to it has gone out."""
 
     reason: str
+    warn: bool = False  # an operator should hear of it (a limit was reached), not just a debug line
 
 
 @dataclass(slots=True)
