@@ -26,10 +26,11 @@ from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, e
 from redis_proxy.session import routing
 from redis_proxy.session.blocking import can_reissue
 from redis_proxy.session.hotpath import has_special
+from redis_proxy.session.guard import close_for_query_buffer, close_if_idle, frame_after_auth
 from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.replies import ReplyAccounting
 from redis_proxy.session.types import (
-    Action, After, Blocking, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Pending, Plain, ReadClient,
+    CONNECTING, NO_UPLINK, READY, Action, After, Blocking, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Pending, Plain, ReadClient,
     Replace, ResetConnection, SetProtocol, SetTimer, StartTxn, Subscription, Tracked, Unblock, WriteUplink, Watch,
 )
 from redis_proxy.stats import Stats
@@ -38,7 +39,6 @@ from redis_proxy.uplink import SessionState
 # Held commands beyond this many bytes stop the proxy reading from that client until they drain.
 HELD_BYTES_LIMIT = 4 * 1024 * 1024
 
-NO_UPLINK, CONNECTING, READY = 0, 1, 2
 
 
 class SessionCore(ReplyAccounting):
@@ -101,10 +101,10 @@ class SessionCore(ReplyAccounting):
             return []
         requests = self.requests
         if self._frame(requests.feed, data) and requests.unauthenticated:
-            self._frame_after_auth()
+            frame_after_auth(self)
         # Per read, not per command: what this client holds in the proxy.
         if requests.buffered + self.held_bytes > self.limits.query_buffer and not self.closing:
-            self._query_buffer_full()
+            close_for_query_buffer(self)
         return self._take_actions()
 
     def _frame(self, framer: Callable[[bytes], list[Batch]], data: bytes) -> bool:
@@ -120,35 +120,7 @@ class SessionCore(ReplyAccounting):
             self._on_batch(batch)
         return True
 
-    def _frame_after_auth(self) -> None:
-        """Before AUTH the framer stops after each AUTH/HELLO; once its outcome is known, the limits follow it and framing goes on.
-
-        While one is still held (the gate is shut), nothing after it is framed
-        yet: `resume` comes back here.
-        """
-        requests = self.requests
-        while requests.unauthenticated and not self.broken and not self.closing:
-            requests.unauthenticated = not self.authed
-            if self.queue or not requests.stopped:
-                return
-            if not self._frame(lambda _: requests.resume(), b""):
-                return
-
-    def _query_buffer_full(self) -> None:
-        """client_query_buffer_limit: like Redis, close without a reply and say so in the log."""
-        self.stats.proxy_errors += 1
-        self.broken = True
-        size = self.requests.buffered + self.held_bytes
-        self.requests = RequestFramer()  # let the buffered bytes go now
-        self.queue.clear()
-        self.held_bytes = 0
-        self._close(
-            f"closing client that reached max query buffer length ({size} bytes buffered, "
-            f"client_query_buffer_limit {self.limits.query_buffer})",
-            warn=True,
-        )
-
-    def client_eof(self) -> list[Action]:
+    def client_eof(self: SessionCore) -> list[Action]:
         self.eof = True
         self._maybe_finish()
         return self._take_actions()
@@ -424,26 +396,12 @@ class SessionCore(ReplyAccounting):
         if self.queue and not self.closing:
             self._drain()
         if self.requests.unauthenticated and not self.queue:
-            self._frame_after_auth()  # an AUTH that was held has its outcome now
+            frame_after_auth(self)  # an AUTH that was held has its outcome now
         return self._take_actions()
 
     def idle_check(self) -> list[Action]:
-        """client_idle_timeout_s (the glue's timer asks): close a client idle that long, as Redis's `timeout` does.
-
-        Idle means nothing owed, held or half-received, not subscribed and
-        not blocked (a blocked command is owed a reply).
-        """
-        timeout = self.limits.idle_timeout
-        if (
-            timeout
-            and not self.closing
-            and self.clock() - self.last_active >= timeout
-            and not self.queue
-            and not self.state.subscribed
-            and self.uplink != CONNECTING
-            and self._stream_idle()
-        ):
-            self._close(f"idle for more than {timeout:g} s (client_idle_timeout_s)")
+        """client_idle_timeout_s: the glue's timer asks whether this client has been idle that long (guard.py decides)."""
+        close_if_idle(self)
         return self._take_actions()
 
     def switch_uplink(self) -> list[Action]:
