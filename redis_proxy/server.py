@@ -96,6 +96,15 @@ class Proxy:
                     context.load_cert_chain(section.certfile, section.keyfile)
                 except (OSError, ssl.SSLError) as exc:
                     raise ConfigError([f"{name}.certfile: cannot load the certificate: {exc}"]) from None
+                cafile = getattr(section, "cacertfile", None)
+                if cafile:
+                    # Adds the file's CAs to the context's store: a CA taken out
+                    # of the file stays trusted until a restart (OpenSSL cannot
+                    # remove one from a live context).
+                    try:
+                        context.load_verify_locations(cafile=cafile)
+                    except (OSError, ssl.SSLError) as exc:
+                        raise ConfigError([f"{name}.cacertfile: cannot load {cafile}: {exc}"]) from None
 
     def reload_problems(self, new: Config) -> list[str]:
         problems = self.config.listen_addresses_changed(new)
@@ -105,6 +114,11 @@ class Proxy:
                 line = f"{name}.tls cannot change on reload ({str(old_section.tls).lower()} -> {str(new_section.tls).lower()})"
                 if line not in problems:
                     problems.append(line)
+            if old_section is not None and new_section is not None and bool(
+                getattr(old_section, "cacertfile", None)
+            ) != bool(getattr(new_section, "cacertfile", None)):
+                # Whether clients must present a certificate is fixed in the live TLS context.
+                problems.append(f"{name}.cacertfile cannot be added or removed on reload")
         return problems
 
     def apply_config(self, new: Config, uplink_ssl: ssl.SSLContext | None) -> None:

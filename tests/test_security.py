@@ -333,3 +333,19 @@ def test_keepalive_on_client_and_uplink_sockets(redis_server: RedisServer, inpro
         return out
 
     assert proxy.run(options) == [(1, 120, 40, 3), (1, 120, 40, 3)]
+
+
+def test_client_certificate_requirement_cannot_change_on_reload(
+    redis_server: RedisServer, inproc_proxy: Any, certs: "CertFiles"
+) -> None:
+    """Whether clients must present a certificate is fixed in the live TLS context: a reload may not add or drop it."""
+    from redis_proxy.controller import ControlError
+
+    tls = {"tls": True, "certfile": str(certs.cert), "keyfile": str(certs.key)}
+    cfg = proxy_config(redis_server, admin=False)
+    cfg["listen"].update(tls)
+    proxy: InProcProxy = inproc_proxy(cfg)
+    cfg["listen"]["cacertfile"] = str(certs.ca_cert)
+    proxy.rewrite_config(cfg)
+    with pytest.raises(ControlError, match="listen.cacertfile cannot be added or removed on reload"):
+        proxy.reload()
