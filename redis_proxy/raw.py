@@ -11,7 +11,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from redis_proxy.sockets import set_nodelay
+from redis_proxy.session.limits import MAX_CLIENTS_ERROR, admits
+from redis_proxy.sockets import set_keepalive, set_nodelay
 from redis_proxy.uplink import UplinkError, open_uplink
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ class RawPipe:
                 uplink.transport.close()
             return
         self.uplink = uplink
+        if uplink.transport is not None:
+            set_keepalive(uplink.transport, self.proxy.client_limits.keepalive)
         uplink.other, self.client.other = self.client, uplink
         if self.client.early and uplink.transport is not None:
             uplink.transport.writelines(self.client.early)
@@ -135,9 +138,19 @@ class _RawListenerProtocol(_End):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if self.pipe.proxy.controller.closing:
+        proxy = self.pipe.proxy
+        if proxy.controller.closing:
             transport.close()
             return
+        limits = proxy.client_limits
+        if not admits(proxy.client_count(), limits):
+            # Raw pipes count against max_clients too (see limits.admits); Redis's own refusal.
+            log.warning("raw connection: refused: max_clients (%d) reached", limits.max_clients)
+            assert self.transport is not None
+            self.transport.write(MAX_CLIENTS_ERROR)
+            self.transport.close()
+            return
+        set_keepalive(transport, limits.keepalive)
         self.pipe.start()
 
 

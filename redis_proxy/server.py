@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from redis_proxy.gate import Gate
 from redis_proxy.health import HealthChecker
 from redis_proxy.pidfile import PidFileError, remove_pidfile, write_pidfile
 from redis_proxy.raw import RawPipe, raw_protocol_factory
+from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.protocol import ClientSession
 from redis_proxy.session.unblock import Unblocker
 from redis_proxy.stats import Stats
@@ -72,6 +74,20 @@ class Proxy:
         password = self.config.listen.password
         return password.encode() if password is not None else None
 
+    @property
+    def client_limits(self) -> ClientLimits:
+        config = self.config
+        return ClientLimits(
+            max_clients=config.max_clients,
+            query_buffer=config.client_query_buffer_limit,
+            idle_timeout=float(config.client_idle_timeout_s),
+            keepalive=config.tcp_keepalive_s,
+        )
+
+    def client_count(self) -> int:
+        """Client connections open now, managed and raw: what max_clients bounds."""
+        return len(self.sessions) + len(self.raw_connections)
+
     def rotate_certificates(self, new: Config) -> None:
         """Load the new config's listener certificates into the live TLS contexts,
         so new handshakes use them and open connections are untouched.
@@ -83,6 +99,15 @@ class Proxy:
                     context.load_cert_chain(section.certfile, section.keyfile)
                 except (OSError, ssl.SSLError) as exc:
                     raise ConfigError([f"{name}.certfile: cannot load the certificate: {exc}"]) from None
+                cafile = getattr(section, "cacertfile", None)
+                if cafile:
+                    # Adds the file's CAs to the context's store: a CA taken out
+                    # of the file stays trusted until a restart (OpenSSL cannot
+                    # remove one from a live context).
+                    try:
+                        context.load_verify_locations(cafile=cafile)
+                    except (OSError, ssl.SSLError) as exc:
+                        raise ConfigError([f"{name}.cacertfile: cannot load {cafile}: {exc}"]) from None
 
     def reload_problems(self, new: Config) -> list[str]:
         problems = self.config.listen_addresses_changed(new)
@@ -92,6 +117,11 @@ class Proxy:
                 line = f"{name}.tls cannot change on reload ({str(old_section.tls).lower()} -> {str(new_section.tls).lower()})"
                 if line not in problems:
                     problems.append(line)
+            if old_section is not None and new_section is not None and bool(
+                getattr(old_section, "cacertfile", None)
+            ) != bool(getattr(new_section, "cacertfile", None)):
+                # Whether clients must present a certificate is fixed in the live TLS context.
+                problems.append(f"{name}.cacertfile cannot be added or removed on reload")
         return problems
 
     def apply_config(self, new: Config, uplink_ssl: ssl.SSLContext | None) -> None:
@@ -110,6 +140,9 @@ class Proxy:
         self.health.start()
         await self._listen("listen", config.listen.addr, config.listen.network, lambda: ClientSession(self))
         if config.listen_raw is not None:
+            warning = raw_exposure_warning(config)
+            if warning:
+                log.warning("%s", warning)
             await self._listen(
                 "listen_raw", config.listen_raw.addr, config.listen_raw.network, lambda: raw_protocol_factory(self)
             )
@@ -203,8 +236,29 @@ def listener_tls(config: Config) -> dict[str, ssl.SSLContext]:
         section = getattr(config, name)
         if section is not None and section.tls:
             assert section.certfile and section.keyfile
-            contexts[name] = server_context(section.certfile, section.keyfile, where=name)
+            contexts[name] = server_context(
+                section.certfile, section.keyfile, where=name, cacertfile=getattr(section, "cacertfile", None)
+            )
     return contexts
+
+
+def raw_exposure_warning(config: Config) -> str | None:
+    """listen_raw has no AUTH of its own: reachable from other hosts without client certificates, anyone there reaches Redis."""
+    raw = config.listen_raw
+    if raw is None or raw.network == "unix" or raw.cacertfile:
+        return None
+    host, _ = parse_tcp_addr(raw.addr)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return (
+        f"listen_raw: {raw.addr} is not a loopback address and listen_raw.cacertfile is not set: "
+        "raw connections bypass the proxy's AUTH, so anyone who reaches this port reaches Redis "
+        "(set tls with cacertfile to require client certificates, or listen on 127.0.0.1 or a unix socket)"
+    )
 
 
 def _remove_stale_socket(path: str) -> None:

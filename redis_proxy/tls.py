@@ -48,12 +48,37 @@ def _new_context(protocol: int) -> ssl.SSLContext:
     return ctx
 
 
-def server_context(certfile: str, keyfile: str, where: str = "listen") -> ssl.SSLContext:
-    """A TLS server context for a listener; `where` names its config section."""
+def server_context(
+    certfile: str, keyfile: str, where: str = "listen", cacertfile: str | None = None
+) -> ssl.SSLContext:
+    """A TLS server context for a listener; `where` names its config section.
+
+    With `cacertfile`, every client must present a certificate signed by it
+    (CERT_REQUIRED): the handshake fails otherwise.
+    """
     # Check each file separately: load_cert_chain does not say which one failed.
     _check_readable(f"{where}.certfile", certfile)
     _check_readable(f"{where}.keyfile", keyfile)
     ctx = _new_context(ssl.PROTOCOL_TLS_SERVER)
+    if cacertfile:
+        _load_ca(ctx, f"{where}.cacertfile", cacertfile)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    _load_chain(ctx, where, certfile, keyfile)
+    return ctx
+
+
+def _load_ca(ctx: ssl.SSLContext, key: str, cafile: str) -> None:
+    _check_readable(key, cafile)
+    try:
+        ctx.load_verify_locations(cafile=cafile)
+    except ssl.SSLError as exc:
+        raise ConfigError([f"{key}: {cafile} does not contain a valid PEM certificate ({_ssl_text(exc)})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{key}: cannot read {cafile}: {exc.strerror or exc}"]) from None
+
+
+def _load_chain(ctx: ssl.SSLContext, where: str, certfile: str, keyfile: str) -> None:
+    """Load a certificate and its key into `ctx`; every failure is a ConfigError naming the key at fault."""
     try:
         ctx.load_cert_chain(certfile, keyfile, password=_refuse_password)
     except _EncryptedKey:
@@ -67,7 +92,6 @@ def server_context(certfile: str, keyfile: str, where: str = "listen") -> ssl.SS
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise ConfigError([f"{where}.keyfile: {keyfile} does not match certfile {certfile}"]) from None
         raise ConfigError([_diagnose_chain(where, certfile, keyfile, exc)]) from None
-    return ctx
 
 
 def _diagnose_chain(where: str, certfile: str, keyfile: str, exc: ssl.SSLError) -> str:
@@ -88,6 +112,11 @@ def uplink_context(uplink: UplinkConfig, where: str = "uplink") -> ssl.SSLContex
     if not uplink.tls:
         return None
     ctx = _new_context(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
+    if uplink.certfile and uplink.keyfile:
+        # The client certificate a Redis with tls-auth-clients (its default) asks for.
+        _check_readable(f"{where}.certfile", uplink.certfile)
+        _check_readable(f"{where}.keyfile", uplink.keyfile)
+        _load_chain(ctx, where, uplink.certfile, uplink.keyfile)
     if uplink.skipverify:
         # Order matters: check_hostname must be off before CERT_NONE is allowed.
         ctx.check_hostname = False
@@ -97,16 +126,23 @@ def uplink_context(uplink: UplinkConfig, where: str = "uplink") -> ssl.SSLContex
     if not cafile:
         # Unreachable for validated configs; guards hand-built ones.
         raise ConfigError([f"{where}.tls: cacertfile is required when tls is true (or set skipverify to true)"])
-    _check_readable(f"{where}.cacertfile", cafile)
-    try:
-        ctx.load_verify_locations(cafile=cafile)
-    except ssl.SSLError as exc:
-        raise ConfigError(
-            [f"{where}.cacertfile: {cafile} does not contain a valid PEM certificate ({_ssl_text(exc)})"]
-        ) from None
-    except OSError as exc:
-        raise ConfigError([f"{where}.cacertfile: cannot read {cafile}: {exc.strerror or exc}"]) from None
+    _load_ca(ctx, f"{where}.cacertfile", cafile)
     return ctx
+
+
+# What OpenSSL reports when the server wanted a client certificate and got
+# none (TLS 1.3: alert 116 on the first read; TLS 1.2: a handshake failure).
+_NEEDS_CLIENT_CERT = ("CERTIFICATE_REQUIRED", "certificate required", "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+
+
+def client_certificate_hint(exc: BaseException, has_certificate: bool) -> str:
+    """Words to add to an uplink TLS failure when the server asked for a client certificate the proxy did not send."""
+    text = f"{getattr(exc, 'reason', '')} {exc}"
+    if any(marker in text for marker in _NEEDS_CLIENT_CERT) or (
+        not has_certificate and "HANDSHAKE_FAILURE" in text.upper()
+    ):
+        return ": the uplink requires a TLS client certificate (set uplink.certfile and uplink.keyfile)"
+    return ""
 
 
 def uplink_server_hostname(uplink: UplinkConfig) -> str | None:

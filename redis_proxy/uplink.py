@@ -21,7 +21,7 @@ from redis_proxy.sockets import set_nodelay
 from redis_proxy.commands import is_message, is_subscribe_reply
 from redis_proxy.config import UplinkConfig, parse_tcp_addr
 from redis_proxy.resp import ProtocolError, Reply, ReplyFramer, encode_command
-from redis_proxy.tls import uplink_server_hostname
+from redis_proxy.tls import client_certificate_hint, uplink_server_hostname
 
 
 P = TypeVar("P", bound=asyncio.Protocol)
@@ -147,7 +147,11 @@ class UplinkConnection(asyncio.Protocol):
             return
         self.lost = exc or UplinkError("the uplink closed the connection")
         if self._handshake is not None:
-            self._handshake.fail(UplinkError("the uplink closed the connection during the handshake"))
+            why = "the uplink closed the connection during the handshake"
+            if isinstance(exc, ssl.SSLError):
+                # TLS 1.3 reports a missing client certificate only now, after the handshake.
+                why += f" (TLS: {exc.reason or exc}){client_certificate_hint(exc, has_certificate=True)}"
+            self._handshake.fail(UplinkError(why))
 
     def attach(self, sink: UplinkSink) -> list[bytes]:
         """Hand the connection to a session; returns the bytes that arrived before it did."""
@@ -314,7 +318,8 @@ async def open_uplink(
     except ssl.SSLCertVerificationError as exc:
         raise UplinkError(f"TLS verification of uplink {where} failed: {exc.verify_message or exc.reason}") from None
     except ssl.SSLError as exc:
-        raise UplinkError(f"TLS handshake with uplink {where} failed: {exc.reason or exc}") from None
+        hint = client_certificate_hint(exc, has_certificate=bool(config.certfile))
+        raise UplinkError(f"TLS handshake with uplink {where} failed: {exc.reason or exc}{hint}") from None
     except TimeoutError:
         hint = " (the TLS handshake did not finish: does the uplink speak TLS?)" if ssl_context is not None else ""
         raise UplinkUnreachable(f"cannot connect to uplink {where}: timed out after {timeout:g} s{hint}") from None

@@ -427,7 +427,12 @@ class RedisServer(_Managed):
             "retry": _no_retry(),
         }
         if self.tls is not None:
-            params.update(ssl=True, ssl_ca_certs=str(self.tls.ca_cert), ssl_cert_reqs="required")
+            # The server certificate doubles as a client certificate, so a
+            # server started with `--tls-auth-clients yes` can be reached too.
+            params.update(
+                ssl=True, ssl_ca_certs=str(self.tls.ca_cert), ssl_cert_reqs="required",
+                ssl_certfile=str(self.tls.cert), ssl_keyfile=str(self.tls.key),
+            )
         params.update(kw)
         return redis.Redis(**params)
 

@@ -624,3 +624,33 @@ def test_del_of_over_a_million_keys_through_the_proxy(redis_server, proxy_factor
     finally:
         sock.close()
     assert redis_server.client().exists(keys[0], keys[550_000], keys[-1]) == 0
+
+
+def test_unauthenticated_mode_limits_and_stops_after_auth() -> None:
+    """Redis 7's pre-AUTH limits (10 arguments, 16384-byte arguments), and a stop after AUTH until resume()."""
+    framer = RequestFramer()
+    framer.unauthenticated = True
+    big = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000\r\n" + b"v" * 20000 + b"\r\n"
+    batches = framer.feed(b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n" + big)
+    assert [c for b in batches for c in b.commands] == [[b"AUTH", b"pw"]]
+    assert framer.stopped and framer.buffered == len(big)
+    framer.unauthenticated = False  # the AUTH succeeded
+    assert [c for b in framer.resume() for c in b.commands] == [[b"SET", b"k", b"v" * 20000]]
+    assert framer.buffered == 0
+
+    for data, text in (
+        (b"*11\r\n", "unauthenticated multibulk length"),
+        (b"*1\r\n$16385\r\n", "unauthenticated bulk length"),
+        (b"*1\r\n$-5\r\n", "invalid bulk length"),  # Redis's own check comes first
+    ):
+        framer = RequestFramer()
+        framer.unauthenticated = True
+        with pytest.raises(ProtocolError, match=text):
+            framer.feed(data)
+    framer = RequestFramer()
+    framer.unauthenticated = True
+    assert framer.feed(b"*10\r\n") == [] and framer.feed(b"$16384\r\n") == []  # at the limits: fine
+    framer = RequestFramer()
+    framer.unauthenticated = True
+    inline = b"SET k " + b"v" * 30000 + b"\r\n"  # inline commands have no such limit in Redis
+    assert framer.feed(inline)[0].commands == [[b"SET", b"k", b"v" * 30000]]

@@ -38,6 +38,18 @@ _LARGE_ARRAY = re.compile(rb"\*\d{6}")
 _LARGE_BULK = re.compile(rb"\$\d{7}")
 _ODD_TYPE = re.compile(rb"\r\n(?:[+=(~%>|]|\$-)")
 
+# Redis 7's limits for a client that has not authenticated (networking.c,
+# processMultibulkBuffer, `authRequired`): an array header above 10 or a bulk
+# header above 16384 is a protocol error and the connection closes, so an
+# unauthenticated peer cannot make the server (or this proxy) buffer much.
+# Inline commands have no such check in Redis; its 64 KB line cap applies.
+UNAUTH_MAX_ARRAY_LEN = 10
+UNAUTH_MAX_BULK_LEN = 16384
+# Commands that may authenticate: while unauthenticated, the framer stops
+# after one, so what follows is framed only once its outcome is known (Redis
+# also parses the next command after running the previous one).
+_AUTHENTICATING = frozenset((b"AUTH", b"HELLO"))
+
 
 @dataclass(slots=True)
 class Batch:
@@ -116,6 +128,29 @@ class RequestFramer:
         self._body_parts: list[bytes] = []
         self._kept = 0  # bytes of the streamed body kept for `commands`
         self._large = False  # the current command has an argument too large to keep
+        self._carried = 0  # bytes in `_carry`: with `_buf`, what the client sent that is not yet whole
+        # Unauthenticated mode (set by the session while its client must still
+        # AUTH): Redis's small limits apply, every read takes the exact path,
+        # and framing stops after an AUTH or HELLO until `resume()`.
+        self.unauthenticated = False
+        self._stopped = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet handed out as whole commands (the unfinished command, or input held while stopped)."""
+        return len(self._buf) + self._carried
+
+    @property
+    def stopped(self) -> bool:
+        """Framing stopped after an AUTH/HELLO (unauthenticated mode) until `resume()`."""
+        return self._stopped
+
+    def resume(self) -> list[Batch]:
+        """Frame what was held back after an AUTH/HELLO, now that its outcome (and so the limits) is known."""
+        if not self._stopped:
+            return []
+        self._stopped = False
+        return self._slow(b"")[0]
 
     def feed(self, data: bytes) -> list[Batch]:
         """Take the next bytes from the client; return the commands they complete.
@@ -125,6 +160,13 @@ class RequestFramer:
         """
         if not data:
             return []
+        if self.unauthenticated or self._stopped:
+            # Rare (before AUTH) and small by construction: the exact path,
+            # which knows the unauthenticated limits and where to stop.
+            if self._stopped:
+                self._buf += data
+                return []
+            return self._slow(data)[0]
         if self._buf or self._carry or self._nargs:  # in the middle of a command
             # Finish the command in progress exactly; what follows it starts
             # on a boundary and may take the fast path again.
@@ -203,6 +245,7 @@ class RequestFramer:
         take = min(self._body_left, len(data))
         chunk = data[:take] if take < len(data) else data
         self._carry.append(chunk)
+        self._carried += len(chunk)
         want = self._body_len + 2 if self._body_len < LARGE_ARG else LARGE_ARG_PREFIX
         if self._kept < want:
             self._body_parts.append(chunk[: want - self._kept])
@@ -224,6 +267,7 @@ class RequestFramer:
         out.append(Batch([self._args], self._carry))
         self._args = []
         self._carry = []
+        self._carried = 0
         self._large = False
 
     def _parse(self, out: list[Batch], finish_one: bool = False) -> bytes:
@@ -243,6 +287,7 @@ class RequestFramer:
                 if self._carry:  # the run's first command began in earlier chunks
                     raw = self._carry + raw
                     self._carry = []
+                    self._carried = 0
                 out.append(Batch(run, raw))
                 run = []
 
@@ -261,6 +306,9 @@ class RequestFramer:
                         pos = run_start = nl + 1
                         if args:
                             out.append(Batch([args], None))
+                            if self.unauthenticated and args[0].upper() in _AUTHENTICATING:
+                                self._stopped = True
+                                break
                         continue
                     nl = buf.find(CRLF, pos)
                     if nl < 0:
@@ -270,6 +318,8 @@ class RequestFramer:
                     count = _parse_length(buf[pos + 1 : nl], "multibulk", MAX_ARRAY_LEN, negative_ok=True)
                     if count < -1:  # Redis ignores these too, but they can only be garbage
                         raise ProtocolError("invalid multibulk length")
+                    if count > UNAUTH_MAX_ARRAY_LEN and self.unauthenticated:
+                        raise ProtocolError("unauthenticated multibulk length")
                     if count <= 0:  # *0 and *-1: Redis ignores empty commands; forward nothing
                         flush(pos)
                         pos = run_start = nl + 2
@@ -288,6 +338,8 @@ class RequestFramer:
                         raise ProtocolError("too big bulk count string")
                     break
                 size = _parse_length(buf[pos + 1 : nl], "bulk", MAX_BULK_LEN)
+                if size > UNAUTH_MAX_BULK_LEN and self.unauthenticated:
+                    raise ProtocolError("unauthenticated bulk length")
                 body = nl + 2
                 if body + size + 2 > end:
                     if size >= STREAM_BODY:
@@ -310,11 +362,16 @@ class RequestFramer:
                         flush(cmd_start)
                         out.append(Batch([self._args], self._carry + [bytes(buf[cmd_start:pos])]))
                         self._carry = []
+                        self._carried = 0
                         run_start = pos
                         self._large = False
                     else:
                         run.append(self._args)
+                    stop = self.unauthenticated and self._args[0].upper() in _AUTHENTICATING
                     self._args = []
+                    if stop:
+                        self._stopped = True
+                        break
                     if finish_one:
                         break
             # Everything up to the last whole command goes out; the rest stays.
@@ -322,7 +379,7 @@ class RequestFramer:
             flush(cut)
             del buf[:cut]
             self._pos = pos - cut
-            if finish_one and self._nargs == 0 and buf:
+            if finish_one and self._nargs == 0 and buf and not self._stopped:
                 rest = bytes(buf)
                 buf.clear()
                 self._pos = 0
@@ -345,6 +402,7 @@ class RequestFramer:
         buf = self._buf
         flush(cmd_start)
         self._carry.append(bytes(buf[cmd_start:]))
+        self._carried += len(buf) - cmd_start
         self._body_len = size
         self._body_left = size + 2 - (len(buf) - body)
         keep = body + (size + 2 if size < LARGE_ARG else LARGE_ARG_PREFIX)

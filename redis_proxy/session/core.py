@@ -27,9 +27,12 @@ from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, e
 from redis_proxy.session import routing
 from redis_proxy.session.blocking import can_reissue
 from redis_proxy.session.hotpath import has_special
+from redis_proxy.session.guard import close_for_query_buffer, close_if_idle, frame_after_auth
+from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.replies import ReplyAccounting
 from redis_proxy.session.types import (
-    Action, After, Blocking, Log, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Pending, Plain, ReadClient,
+    CONNECTING, NO_UPLINK, READY, Action, After, Blocking, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Log,
+    Pending, Plain, ReadClient,
     Replace, ResetConnection, SetProtocol, SetTimer, StartTxn, Subscription, Tracked, Unblock, WriteUplink, Watch,
 )
 from redis_proxy.stats import Stats
@@ -38,15 +41,24 @@ from redis_proxy.uplink import SessionState
 # Held commands beyond this many bytes stop the proxy reading from that client until they drain.
 HELD_BYTES_LIMIT = 4 * 1024 * 1024
 
-NO_UPLINK, CONNECTING, READY = 0, 1, 2
 
 
 class SessionCore(ReplyAccounting):
-    def __init__(self, gate: Gate, stats: Stats, password: bytes | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        stats: Stats,
+        password: bytes | None,
+        clock: Callable[[], float],
+        limits: ClientLimits = ClientLimits(),
+    ) -> None:
         super().__init__(gate, stats, clock)
         self.password = password
         self.authed = password is None
+        self.limits = limits
         self.requests = RequestFramer()
+        self.requests.unauthenticated = not self.authed  # Redis's small pre-AUTH limits
+        self.last_active = clock()  # the last read from either side, for client_idle_timeout_s
         self.queue: deque[Held | HeldLocal] = deque()
         self.held_bytes = 0
         self.reading = True
@@ -85,20 +97,32 @@ class SessionCore(ReplyAccounting):
 
     def client_data(self, data: bytes) -> list[Action]:
         self.stats.bytes_from_clients += len(data)
+        if self.limits.idle_timeout:
+            self.last_active = self.clock()
         if self.broken or self.closing:
             return []
+        requests = self.requests
+        if self._frame(requests.feed, data) and requests.unauthenticated:
+            frame_after_auth(self)
+        # Per read, not per command: what this client holds in the proxy.
+        if requests.buffered + self.held_bytes > self.limits.query_buffer and not self.closing:
+            close_for_query_buffer(self)
+        return self._take_actions()
+
+    def _frame(self, framer: Callable[[bytes], list[Batch]], data: bytes) -> bool:
+        """Frame bytes and take the whole commands; False after a protocol error (the client is done)."""
         try:
-            batches = self.requests.feed(data)
+            batches = framer(data)
         except ProtocolError as exc:
             for batch in getattr(exc, "batches", []):
                 self._on_batch(batch)
             self._protocol_error(exc)
-            return self._take_actions()
+            return False
         for batch in batches:
             self._on_batch(batch)
-        return self._take_actions()
+        return True
 
-    def client_eof(self) -> list[Action]:
+    def client_eof(self: SessionCore) -> list[Action]:
         self.eof = True
         self._maybe_finish()
         return self._take_actions()
@@ -302,6 +326,7 @@ class SessionCore(ReplyAccounting):
         self.txn_effects = []
         self.txn_hello = False
         self.authed = self.password is None
+        self.requests.unauthenticated = not self.authed
         if not self._uplink_current():
             self._local(Local(b"+RESET\r\n", After.NOTHING))
             return
@@ -358,6 +383,8 @@ class SessionCore(ReplyAccounting):
         return self._take_actions()
 
     def uplink_data(self, data: bytes) -> list[Action]:
+        if self.limits.idle_timeout:
+            self.last_active = self.clock()  # Redis counts writes to the client as interaction too
         self._uplink_bytes(data)
         if self.uplink_gen != self.gate.generation:
             self._retire_if_idle()
@@ -371,6 +398,13 @@ class SessionCore(ReplyAccounting):
         """The gate opened."""
         if self.queue and not self.closing:
             self._drain()
+        if self.requests.unauthenticated and not self.queue:
+            frame_after_auth(self)  # an AUTH that was held has its outcome now
+        return self._take_actions()
+
+    def idle_check(self) -> list[Action]:
+        """client_idle_timeout_s: the glue's timer asks whether this client has been idle that long (guard.py decides)."""
+        close_if_idle(self)
         return self._take_actions()
 
     def switch_uplink(self) -> list[Action]:

@@ -19,12 +19,13 @@ from redis_proxy.gate import STOPPING, Gate
 from redis_proxy.ratelog import RateLimitedLog
 from redis_proxy.resp import encode_command
 from redis_proxy.session.core import SessionCore
-from redis_proxy.session.trace import describe, describe_command
+from redis_proxy.session.limits import MAX_CLIENTS_ERROR, ClientLimits, admits
+from redis_proxy.session.trace import REDACTED, describe, describe_command, has_secret_reply
 from redis_proxy.session.types import (
     Action, CloseClient, CloseUplink, ConnectUplink, Log, ReadClient, SetTimer, Unblock, WriteClient, WriteUplink,
 )
 from redis_proxy.session.unblock import Unblocker
-from redis_proxy.sockets import set_nodelay
+from redis_proxy.sockets import set_keepalive, set_nodelay
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import UplinkConnection, UplinkError, auth_command, connect_session
 
@@ -49,21 +50,29 @@ class SessionContext(Protocol):
     def log_messages(self) -> bool: ...
     @property
     def listen_password(self) -> bytes | None: ...
+    @property
+    def client_limits(self) -> ClientLimits: ...
+    def client_count(self) -> int: ...
     def uplink_settings(self) -> tuple[UplinkConfig, ssl.SSLContext | None]: ...
 
 
 class ClientSession(asyncio.Protocol):
     def __init__(self, context: SessionContext) -> None:
         self.context = context
-        self.core = SessionCore(context.gate, context.stats, context.listen_password, time.monotonic)
+        self.limits = context.client_limits
+        self.core = SessionCore(context.gate, context.stats, context.listen_password, time.monotonic, self.limits)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.uplink: UplinkConnection | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._client_paused = False  # the client's write buffer is full: the uplink is not read
         self._reading_paused_by: set[str] = set()
+        # log_messages: a command whose reply may carry a secret was seen, so
+        # replies are logged as redacted until nothing is owed any more.
+        self._redacting = False
         self.set_tracing(context.log_messages)
 
     def set_tracing(self, enabled: bool) -> None:
@@ -107,10 +116,22 @@ class ClientSession(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
         set_nodelay(transport)
+        if not admits(self.context.client_count(), self.limits):
+            # As Redis: one error line, then close; this connection never becomes a session.
+            log.warning("client %s: refused: max_clients (%d) reached", self.peer, self.limits.max_clients)
+            self.core.closing = True
+            assert self.transport is not None
+            self.transport.write(MAX_CLIENTS_ERROR)
+            self.transport.close()
+            return
+        set_keepalive(transport, self.limits.keepalive)
         self.context.sessions.add(self)
         self.context.stats.clients_total += 1
         if self.context.gate.state == STOPPING:
             transport.close()
+            return
+        if self.limits.idle_timeout:
+            self._idle_timer = self.loop.call_later(self.limits.idle_timeout, self._idle_fired)
 
     def data_received(self, data: bytes) -> None:
         self._perform(self.core.client_data(data))
@@ -127,6 +148,9 @@ class ClientSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._connect_task is not None:
             self._connect_task.cancel()
         self._drop_uplink()
@@ -180,7 +204,7 @@ class ClientSession(asyncio.Protocol):
                 if self.transport is not None:
                     self.transport.write(action.data)
                     if self.core.trace is not None:
-                        log.info("client %s <- %s", self.peer, describe(action.data))
+                        self._trace_reply(action, actions)
             elif kind is SetTimer:
                 assert isinstance(action, SetTimer)
                 self._set_timer(action.deadline)
@@ -218,6 +242,16 @@ class ClientSession(asyncio.Protocol):
     def _timer_fired(self) -> None:
         self._timer = None
         self._perform(self.core.timer_fired())
+
+    def _idle_fired(self) -> None:
+        """client_idle_timeout_s: the core decides whether the client is idle; ask again when it next could be."""
+        self._idle_timer = None
+        core = self.core
+        self._perform(core.idle_check())
+        if not core.closing:
+            timeout = self.limits.idle_timeout
+            wait = core.last_active + timeout - time.monotonic()
+            self._idle_timer = self.loop.call_later(wait if wait > 0 else timeout, self._idle_fired)
 
     def _pause_reading(self, why: str) -> None:
         if not self._reading_paused_by and self.transport is not None:
@@ -267,6 +301,8 @@ class ClientSession(asyncio.Protocol):
             self._perform(self.core.uplink_failed(str(uplink.lost or "connection closed")))
             return
         self.uplink = uplink
+        if uplink.transport is not None:
+            set_keepalive(uplink.transport, self.limits.keepalive)
         unclaimed = uplink.attach(self)
         if self._client_paused and uplink.transport is not None:
             uplink.transport.pause_reading()
@@ -280,4 +316,25 @@ class ClientSession(asyncio.Protocol):
 
     def _trace(self, direction: str, command: list[bytes]) -> None:
         log.info("client %s %s %s", self.peer, direction, describe_command(command))
+        if has_secret_reply(command):
+            self._redacting = True
+
+    def _trace_reply(self, write: WriteClient, actions: list[Action]) -> None:
+        """Log a write to the client, or only that it happened while a secret-bearing reply may be in it.
+
+        The bytes written are not cut at reply boundaries (the hot path only
+        counts them), so redaction lasts until the core owes nothing more (no
+        reply, held command or open MULTI whose EXEC could carry one), checked
+        after the last write of this batch of actions.
+        """
+        if not self._redacting:
+            log.info("client %s <- %s", self.peer, describe(write.data))
+            return
+        log.info("client %s <- %s", self.peer, REDACTED)
+        core = self.core
+        later = actions[next(i for i, a in enumerate(actions) if a is write) + 1 :]
+        if not any(type(a) is WriteClient for a in later) and (
+            not core.pending and not core.queue and not core.in_multi and not core.replies.in_reply() and core.partial is None
+        ):
+            self._redacting = False
 

@@ -12,6 +12,9 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
+# The session's uplink connection: none, being opened, ready.
+NO_UPLINK, CONNECTING, READY = 0, 1, 2
+
 # -- actions -----------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import random
 
 from redis_proxy.gate import PAUSING, Gate
 from redis_proxy.session.core import SessionCore
+from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.routing import POISON
 from redis_proxy.session.types import (
     Action, CloseClient, CloseUplink, ConnectUplink, Unblock, WriteClient, WriteUplink,
@@ -214,3 +215,104 @@ def test_a_late_hello_reply_does_not_undo_a_newer_hello() -> None:
     assert core.resp3 is False
     upstream_bytes = upstream(core.client_data(cmd("MULTI")))
     assert upstream_bytes == cmd("MULTI") and not core.in_multi  # RESP2 pub/sub: Redis refuses MULTI
+
+
+# -- issue 9: limits and unauthenticated clients ----------------------------------------------------
+
+UNAUTH_ARRAY = b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+UNAUTH_BULK = b"-ERR Protocol error: unauthenticated bulk length\r\n"
+
+
+def locked() -> tuple[SessionCore, Gate, Clock]:
+    """A core whose client must AUTH (password b"secret"), default limits."""
+    gate, clock = Gate(0.0), Clock()
+    return SessionCore(gate, Stats(), b"secret", clock), gate, clock
+
+
+def test_unauthenticated_multibulk_longer_than_10_closes() -> None:
+    core, _, _ = locked()
+    actions = core.client_data(cmd(*["x"] * 10))  # 10 is still allowed
+    assert to_client(actions) == b"-NOAUTH Authentication required.\r\n"
+    actions = core.client_data(b"*11\r\n")
+    assert to_client(actions) == UNAUTH_ARRAY and kinds(actions)[-1] is CloseClient
+    assert not any(isinstance(a, ConnectUplink) for a in actions)
+
+
+def test_unauthenticated_bulk_longer_than_16384_closes_before_the_body() -> None:
+    core, _, _ = locked()
+    actions = core.client_data(b"*1\r\n$16384\r\n" + b"x" * 100)  # allowed: waits for the rest
+    assert actions == [] and core.requests.buffered > 0
+    core, _, _ = locked()
+    actions = core.client_data(b"*1\r\n$67108864\r\n" + b"x" * 1000)
+    assert to_client(actions) == UNAUTH_BULK and kinds(actions)[-1] is CloseClient
+    assert core.requests.buffered == 0
+
+
+def test_auth_in_the_same_read_lifts_the_limits_for_what_follows() -> None:
+    core, _, _ = locked()
+    big = cmd("SET", "k", "v" * 20000)
+    actions = core.client_data(cmd("AUTH", "secret") + big)
+    assert to_client(actions) == b"+OK\r\n" and kinds(actions)[-1] is ConnectUplink
+    assert upstream(core.uplink_ready(0, 7, [], None)) == big
+
+
+def test_failed_auth_keeps_the_limits_for_what_follows() -> None:
+    core, _, _ = locked()
+    actions = core.client_data(cmd("AUTH", "wrong") + b"*1\r\n$20000\r\n")
+    data = to_client(actions)
+    assert data.startswith(b"-WRONGPASS") and data.endswith(UNAUTH_BULK) and kinds(actions)[-1] is CloseClient
+
+
+def test_auth_held_by_a_pause_decides_the_limits_when_it_runs() -> None:
+    core, gate, _ = locked()
+    gate.open = False
+    big = cmd("SET", "k", "v" * 20000)
+    assert to_client(core.client_data(cmd("AUTH", "secret") + big)) == b""
+    actions = core.client_data(b"*1\r\n$5\r\nRESET\r\n"[:4])  # more bytes while held: kept, not framed
+    assert not any(isinstance(a, CloseClient) for a in actions)
+    gate.open = True
+    actions = core.resume()
+    assert to_client(actions) == b"+OK\r\n" and kinds(actions)[-1] is ConnectUplink
+    assert upstream(core.uplink_ready(0, 7, [], None)) == big
+
+
+def test_reset_brings_the_unauthenticated_limits_back() -> None:
+    core, _, _ = locked()
+    core.client_data(cmd("AUTH", "secret"))
+    # (Commands in the same read as RESET were framed by a client that knew
+    # the password; the limits apply from the next read on.)
+    assert to_client(core.client_data(cmd("RESET"))) == b"+RESET\r\n"
+    actions = core.client_data(b"*11\r\n")
+    assert to_client(actions) == UNAUTH_ARRAY and kinds(actions)[-1] is CloseClient
+
+
+def test_query_buffer_limit_closes_the_client_with_a_warning() -> None:
+    gate, clock = Gate(0.0), Clock()
+    core = SessionCore(gate, Stats(), None, clock, ClientLimits(query_buffer=1024 * 1024))
+    core.client_data(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n")
+    assert core.client_data(b"x" * 1000_000) == []  # 1 MB of it: still within the limit
+    actions = core.client_data(b"x" * 100_000)
+    closes = [a for a in actions if isinstance(a, CloseClient)]
+    assert closes and closes[0].warn and "max query buffer length" in closes[0].reason
+    assert core.requests.buffered == 0 and to_client(actions) == b""  # like Redis: no reply, the bytes let go
+
+
+def test_idle_client_is_closed_after_the_timeout_but_not_while_something_is_owed() -> None:
+    gate, clock = Gate(0.0), Clock()
+    core = SessionCore(gate, Stats(), None, clock, ClientLimits(idle_timeout=10.0))
+    core.client_data(cmd("PING"))
+    core.uplink_ready(0, 7, [], None)
+    clock.now += 60
+    assert core.idle_check() == []  # PING is owed its reply: not idle
+    core.uplink_data(b"+PONG\r\n")
+    clock.now += 9
+    assert core.idle_check() == []
+    core.client_data(cmd("SUBSCRIBE", "c"))
+    core.uplink_data(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n")
+    clock.now += 60
+    assert core.idle_check() == []  # subscribed clients are never idle (as Redis)
+    core.client_data(cmd("UNSUBSCRIBE"))
+    core.uplink_data(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n")
+    clock.now += 10
+    actions = core.idle_check()
+    assert kinds(actions)[-1] is CloseClient and "idle" in actions[-1].reason  # type: ignore[union-attr]
