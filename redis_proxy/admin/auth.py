@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import ipaddress
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -18,6 +16,8 @@ from typing import TYPE_CHECKING
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from redis_proxy.passwords import password_matches
 
 if TYPE_CHECKING:
     from redis_proxy.server import Proxy
@@ -27,12 +27,6 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Probes for load balancers and orchestrators: they reveal nothing secret and
 # their callers have no admin password, so Basic auth does not apply to them.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
-
-
-def _digest(secret: bytes) -> bytes:
-    # Comparing fixed-size digests keeps compare_digest's timing independent
-    # of the password's length too, not only of its content.
-    return hashlib.sha256(secret).digest()
 
 
 def basic_auth_ok(header: str | None, password: str) -> bool:
@@ -49,7 +43,7 @@ def basic_auth_ok(header: str | None, password: str) -> bool:
     _, sep, given = decoded.partition(b":")
     if not sep:
         return False
-    return hmac.compare_digest(_digest(given), _digest(password.encode("utf-8")))
+    return password_matches(given, password.encode("utf-8"))
 
 
 def _strip_port(host: str) -> str | None:

@@ -122,7 +122,7 @@ class SessionCore(ReplyAccounting):
             self._on_batch(batch)
         return True
 
-    def client_eof(self: SessionCore) -> list[Action]:
+    def client_eof(self) -> list[Action]:
         self.eof = True
         self._maybe_finish()
         return self._take_actions()

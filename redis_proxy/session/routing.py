@@ -8,11 +8,10 @@ Most commands get `None`: forward them and count their replies.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
-from hashlib import sha256
 from typing import Protocol
 
+from redis_proxy.passwords import password_matches
 from redis_proxy.resp import encode_command
 from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, kind_of
 from redis_proxy.session.blocking import BLOCKING_NAMES, blocking_timeout
@@ -177,11 +176,6 @@ def route(command: list[bytes], view: SessionView) -> Decision:
         # Inside MULTI, WATCH is refused and UNWATCH queued (EXEC unwatches anyway).
         return None if view.in_multi else Txn(kind)
     return None
-
-
-def password_matches(given: bytes, expected: bytes) -> bool:
-    """Constant time, and over equal-length digests so the length leaks nothing either."""
-    return hmac.compare_digest(sha256(given).digest(), sha256(expected).digest())
 
 
 def _auth(args: list[bytes], view: SessionView) -> Answer:
