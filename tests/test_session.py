@@ -518,3 +518,13 @@ def test_why_a_client_was_closed_is_logged(redis_server: RedisServer, proxy_fact
     slow.send(cmd("DEBUG", "SLEEP", "0.5"))
     assert b"timed out" in slow.until_eof()
     wait_until(lambda: "protocol error" in proxy.log() and "read_time_limit_ms=200" in proxy.log(), message="logged")
+
+
+def test_protocol_errors_do_not_flood_the_log(redis_server: RedisServer, proxy_factory: ProxyFactory) -> None:
+    """Anyone who reaches the port can send garbage: the log says so once per interval, with a count."""
+    proxy = proxy_factory(config(redis_server))
+    for _ in range(30):
+        bad = Raw(proxy.port)
+        bad.send(b"*1\r\n$x\r\n")
+        assert bad.until_eof().startswith(b"-ERR Protocol error")
+    assert proxy.log().count("protocol error") == 1

@@ -182,7 +182,7 @@ class SessionCore(ReplyAccounting):
     def _protocol_error(self, exc: ProtocolError) -> None:
         """Like Redis: the whole commands before the bad one run, their replies come first, then the error, then close."""
         self.stats.proxy_errors += 1
-        self.actions.append(Log(logging.INFO, f"protocol error: {exc}"))
+        self.actions.append(Log(logging.INFO, f"protocol error: {exc}", "protocol-error"))
         self.broken = True
         if self.reading:
             self.reading = False

@@ -36,6 +36,7 @@ CONNECT_TIMEOUT = 10.0
 # interval (with a count) says so without flooding the log.
 UPLINK_FAILURE_LOG_INTERVAL = 10.0
 _uplink_failures_log = RateLimitedLog(log, UPLINK_FAILURE_LOG_INTERVAL)
+_client_events_log = RateLimitedLog(log, UPLINK_FAILURE_LOG_INTERVAL)
 
 
 class SessionContext(Protocol):
@@ -226,7 +227,10 @@ class ClientSession(asyncio.Protocol):
                     self._pause_reading("held")
             elif kind is Log:
                 assert isinstance(action, Log)
-                log.log(action.level, "client %s: %s", self.peer, action.message)
+                if action.key is None:
+                    log.log(action.level, "client %s: %s", self.peer, action.message)
+                else:
+                    _client_events_log.log(action.level, action.key, "client %s: %s", self.peer, action.message)
             elif kind is Unblock:
                 assert isinstance(action, Unblock)
                 core = self.core

@@ -54,6 +54,9 @@ class Log:
 
     level: int
     message: str
+    # Events any peer can cause at will (protocol errors): at most one line
+    # per `key` per interval, with a count of the rest.
+    key: str | None = None
 
 
 @dataclass(slots=True)
