@@ -217,7 +217,7 @@ class Config(BaseModel):
     read_time_limit_ms: int = Field(default=0, ge=0)
     max_clients: int = Field(default=10000, ge=1)
     client_idle_timeout_s: int = Field(default=0, ge=0)
-    tcp_keepalive_s: int = Field(default=300, ge=0)
+    tcp_keepalive_s: int = Field(default=300, ge=0, le=32767)  # Linux refuses a longer TCP_KEEPIDLE
     max_pause_ms: int = Field(default=0, ge=0)
     client_query_buffer_limit: int = Field(default=1024 * 1024 * 1024, ge=1024)
 

@@ -257,14 +257,21 @@ class Controller:
             try:
                 result = await self._reload()
             except ControlError as exc:
+                self._resume_if_unowned()
                 self.proxy.stats.reload_failures += 1
                 # One complete log line per problem: a multi-line message would
                 # leave lines without time and level for a log shipper to misread.
                 for line in str(exc).splitlines() or [""]:
                     log.error("reload refused: %s", line)
                 raise
+            self._resume_if_unowned()
             self.proxy.stats.reloads += 1
             return result
+
+    def _resume_if_unowned(self) -> None:
+        """After a reload: a pause nobody holds any more (max_pause_ms ended the operator's meanwhile) ends."""
+        if not self.operator_paused and self.state in (PAUSING, PAUSED):
+            self._resume()
 
     def _read_config(self) -> Any:
         path = self.proxy.config_path

@@ -52,3 +52,10 @@ class RateLimitedLog:
 
     def info(self, key: str, msg: str, *args: object) -> bool:
         return self.log(logging.INFO, key, msg, *args)
+
+
+# Events any peer, or an unreachable uplink, can cause once per connection or
+# attempt (protocol errors, max_clients refusals, failed connects): one line
+# per kind per interval, with a count of the rest.
+PEER_EVENTS_INTERVAL = 10.0
+peer_events = RateLimitedLog(logging.getLogger("redis_proxy"), PEER_EVENTS_INTERVAL)

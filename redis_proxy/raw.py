@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from redis_proxy.ratelog import peer_events
 from redis_proxy.session.limits import MAX_CLIENTS_ERROR, admits
 from redis_proxy.sockets import set_keepalive, set_nodelay
 from redis_proxy.uplink import UplinkError, open_uplink
@@ -95,7 +96,7 @@ class RawPipe:
         try:
             uplink = await open_uplink(config, self.proxy.uplink_ssl, 10.0, lambda: _End(self))
         except UplinkError as exc:
-            log.warning("raw connection: %s", exc)
+            peer_events.warning("raw-connect", "raw connection: %s", exc)
             self.close()
             return
         if self.closed:
@@ -145,7 +146,7 @@ class _RawListenerProtocol(_End):
         limits = proxy.client_limits
         if not admits(proxy.client_count(), limits):
             # Raw pipes count against max_clients too (see limits.admits); Redis's own refusal.
-            log.warning("raw connection: refused: max_clients (%d) reached", limits.max_clients)
+            peer_events.warning("max-clients", "raw connection: refused: max_clients (%d) reached", limits.max_clients)
             assert self.transport is not None
             self.transport.write(MAX_CLIENTS_ERROR)
             self.transport.close()

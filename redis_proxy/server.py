@@ -286,21 +286,21 @@ async def run(config: Config, config_path: str | None, pidfile: str | None = Non
     The pid file is written once every listener is bound (so a script that
     waits for it can connect) and removed when the proxy has stopped.
     """
+    proxy: Proxy | None = None
     try:
         proxy = Proxy(config, config_path)
         await proxy.start()
         if pidfile is not None:
             write_pidfile(pidfile)
-    except ConfigError as exc:
-        for line in exc.problems:
-            log.error("%s", line)
-        return 2
-    except OSError as exc:
-        log.error("%s", exc.strerror or exc)
-        return 1
-    except PidFileError as exc:
-        log.error("%s", exc)
-        return 1
+    except (ConfigError, OSError, PidFileError) as exc:
+        if isinstance(exc, ConfigError):
+            for line in exc.problems:
+                log.error("%s", line)
+        else:
+            log.error("%s", exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+        if proxy is not None:
+            await proxy.stop()  # listeners and the health task that did start
+        return 2 if isinstance(exc, ConfigError) else 1
     try:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, proxy.request_stop, "SIGTERM")

@@ -39,7 +39,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VENV_PYTHON="$PWD/.venv/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$VENV_PYTHON" -m pip install -q -e .
+# REDIS_PROXY_SKIP_INSTALL=1: the venv is already set up (the test suite runs
+# this script from inside it and must not reinstall under its own feet).
+if [ "${REDIS_PROXY_SKIP_INSTALL:-0}" != 1 ]; then
+    "$VENV_PYTHON" -m pip install -q -e .
+fi
 
 if ! command -v redis-server >/dev/null 2>&1; then
     echo "run.sh: installing redis-server" >&2

@@ -548,3 +548,10 @@ def test_relative_file_paths_from_stdin_resolve_against_the_working_directory(
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(data)))
     config = load_config("-")
     assert config.listen.certfile == str(tmp_path / "cert.pem")
+
+
+def test_tcp_keepalive_s_is_bounded_by_what_linux_accepts() -> None:
+    text = '{"uplink": {"addr": "127.0.0.1:6379"}, "listen": {"addr": "127.0.0.1:0"}, "tcp_keepalive_s": 86400}'
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert "tcp_keepalive_s" in str(err.value) and "32767" in str(err.value)

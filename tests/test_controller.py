@@ -10,6 +10,7 @@ reload it with SIGHUP.
 from __future__ import annotations
 
 import json
+import socket
 import logging
 import signal
 import ssl
@@ -1257,3 +1258,23 @@ def test_max_pause_ms_ends_a_forgotten_pause(redis_factory: Factory, inproc_prox
     proxy.unpause()
     time.sleep(0.4)
     assert proxy.info()["pause_limit_hits"] == 1
+
+
+def test_max_pause_ms_firing_during_a_refused_reload_does_not_leave_the_proxy_paused(
+    redis_factory: Factory, inproc_proxy: Factory
+) -> None:
+    server = redis_factory()
+    proxy = start_proxy(inproc_proxy, server, max_pause_ms=200)
+    client = warm(proxy.client())
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection, never answers: the reload's check times out
+    try:
+        proxy.pause()
+        proxy.rewrite_config(new_config(proxy, f"127.0.0.1:{silent.getsockname()[1]}", max_pause_ms=200))
+        with pytest.raises(ControlError):
+            proxy.reload()
+        assert proxy.state() == "running"
+        assert client.incr("after") == 1
+    finally:
+        silent.close()

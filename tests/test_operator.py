@@ -276,7 +276,7 @@ def _port_free(port: int) -> bool:
 )
 def test_run_sh_stops_the_redis_server_it_started(tmp_path: Path) -> None:
     pidfile = tmp_path / "proxy.pid"
-    env = {**os.environ, "PIDFILE": str(pidfile)}
+    env = {**os.environ, "PIDFILE": str(pidfile), "REDIS_PROXY_SKIP_INSTALL": "1"}
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log_file:
         script = subprocess.Popen(["bash", "scripts/run.sh"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)

@@ -69,6 +69,8 @@ def test_unauthenticated_clients_open_no_uplink_connection(
 ) -> None:
     proxy = proxy_factory(with_password(redis_server))
     direct = redis_server.client()  # one connection of the test's own, counted in both figures
+    # The test's own connection and the proxy's health connection, which opens at startup.
+    wait_until(lambda: connected_clients(direct) == 2, message="the health connection is open")
     before = connected_clients(direct)
     sockets = [connect(proxy) for _ in range(20)]
     for sock in sockets:
@@ -349,3 +351,38 @@ def test_client_certificate_requirement_cannot_change_on_reload(
     proxy.rewrite_config(cfg)
     with pytest.raises(ControlError, match="listen.cacertfile cannot be added or removed on reload"):
         proxy.reload()
+
+
+def test_max_clients_refusals_do_not_flood_the_log(redis_server: RedisServer, proxy_factory: ProxyFactory) -> None:
+    proxy = proxy_factory(proxy_config(redis_server, admin=False, max_clients=1))
+    time.sleep(0.3)  # the startup probe's connection is gone
+    held = connect(proxy)
+    held.sendall(b"PING\r\n")
+    assert recv_line(held) == b"+PONG\r\n"
+    before = proxy.log().count("max_clients")
+    for _ in range(20):
+        extra = connect(proxy)
+        assert recv_line(extra) == b"-ERR max number of clients reached\r\n" and closed(extra)
+    assert proxy.log().count("max_clients") - before <= 1
+    held.close()
+
+
+def test_a_client_that_never_reads_stops_being_read(redis_server: RedisServer, inproc_proxy: Any) -> None:
+    """The proxy's own replies (-NOAUTH here) to a client that never reads would pile up: its reading stops."""
+    cfg = with_password(redis_server)
+    proxy: InProcProxy = inproc_proxy(cfg)
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=0.5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sent = 0
+    try:
+        while sent < 16 * 1024 * 1024:  # 16 MiB of PING would be 90 MB of -NOAUTH nobody reads
+            sock.sendall(b"PING\r\n" * 10000)
+            sent += 60000
+    except (TimeoutError, OSError):
+        pass
+
+    def reading() -> list[bool]:
+        return [session.transport.is_reading() for session in proxy.proxy.sessions if session.transport is not None]
+
+    assert proxy.run(reading) == [False], f"still reading a client that reads nothing after {sent} bytes"
+    sock.close()

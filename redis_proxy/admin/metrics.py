@@ -8,7 +8,6 @@ none of prometheus-client's default process/GC collectors mixed in.
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -29,15 +28,7 @@ PREFIX = "redis_proxy"
 STATES: tuple[str, ...] = (RUNNING, PAUSING, PAUSED, STOPPING)
 
 
-def package_version() -> str:
-    """The installed distribution's version; the source's own when run from a checkout."""
-    try:
-        return importlib.metadata.version("redis-proxy")
-    except importlib.metadata.PackageNotFoundError:
-        return getattr(redis_proxy, "__version__", "unknown")
-
-
-VERSION = package_version()  # read once: the metadata lookup scans sys.path
+VERSION = redis_proxy.__version__
 
 # (metric name without _total, Stats attribute, help text)
 _COUNTERS: tuple[tuple[str, str, str], ...] = (

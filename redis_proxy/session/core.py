@@ -103,7 +103,7 @@ class SessionCore(ReplyAccounting):
             return []
         requests = self.requests
         if self._frame(requests.feed, data) and requests.unauthenticated:
-            frame_after_auth(self)
+            self._frame_after_auth()
         # Per read, not per command: what this client holds in the proxy.
         if requests.buffered + self.held_bytes > self.limits.query_buffer and not self.closing:
             close_for_query_buffer(self)
@@ -351,6 +351,8 @@ class SessionCore(ReplyAccounting):
             self._uplink_bytes(message)
         self._retire_if_idle()  # the generation moved on while it was being opened
         self._drain()
+        if self.requests.unauthenticated:
+            self._frame_after_auth()  # a HELLO ... AUTH that waited for this connection
         return self._take_actions()
 
     def uplink_failed(self, reason: str) -> list[Action]:
@@ -371,6 +373,8 @@ class SessionCore(ReplyAccounting):
             self.stats.proxy_errors += 1
             self._local(Local(text, After.NOTHING))
         self._read_again_if_drained()
+        if self.requests.unauthenticated:
+            self._frame_after_auth()
         self._maybe_finish()
         return self._take_actions()
 
@@ -379,7 +383,8 @@ class SessionCore(ReplyAccounting):
         self.stats.uplink_failures += 1
         if self.outstanding or self.in_txn or self.state.subscribed or self.replies.in_reply() or self.unblocking:
             # Replies are owed, or server-side state (transaction, WATCH, subscriptions) is gone.
-            self._fail(f"ERR upstream connection lost: {reason}", f"uplink connection lost ({reason}) with replies owed or server-side state")
+            # Logged once per interval for all clients by the I/O layer.
+            self._fail(f"ERR upstream connection lost: {reason}", "uplink connection lost", logging.DEBUG)
         return self._take_actions()
 
     def uplink_data(self, data: bytes) -> list[Action]:
@@ -398,9 +403,24 @@ class SessionCore(ReplyAccounting):
         """The gate opened."""
         if self.queue and not self.closing:
             self._drain()
-        if self.requests.unauthenticated and not self.queue:
-            frame_after_auth(self)  # an AUTH that was held has its outcome now
+        if self.requests.unauthenticated:
+            self._frame_after_auth()  # an AUTH that was held has its outcome now
         return self._take_actions()
+
+    def _frame_after_auth(self) -> None:
+        """Before AUTH, framing waits at each AUTH/HELLO until its outcome is known (guard.py).
+
+        Meanwhile the client is not read at all, so nothing piles up past
+        Redis's unauthenticated limits while an AUTH is held by a pause or
+        waits for an uplink connection.
+        """
+        frame_after_auth(self)  # returns at once while the AUTH (or HELLO) is still held
+        if self.requests.stopped:
+            if self.reading and not self.closing:
+                self.reading = False
+                self.actions.append(ReadClient(False))
+        else:
+            self._read_again_if_drained()
 
     def idle_check(self) -> list[Action]:
         """client_idle_timeout_s: the glue's timer asks whether this client has been idle that long (guard.py decides)."""

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from redis_proxy.config import UplinkConfig
 from redis_proxy.gate import STOPPING, Gate
-from redis_proxy.ratelog import RateLimitedLog
+from redis_proxy.ratelog import peer_events
 from redis_proxy.resp import encode_command
 from redis_proxy.session.core import SessionCore
 from redis_proxy.session.limits import MAX_CLIENTS_ERROR, ClientLimits, admits
@@ -34,9 +34,7 @@ log = logging.getLogger("redis_proxy")
 CONNECT_TIMEOUT = 10.0
 # An unreachable uplink fails every client's every attempt: one line per
 # interval (with a count) says so without flooding the log.
-UPLINK_FAILURE_LOG_INTERVAL = 10.0
-_uplink_failures_log = RateLimitedLog(log, UPLINK_FAILURE_LOG_INTERVAL)
-_client_events_log = RateLimitedLog(log, UPLINK_FAILURE_LOG_INTERVAL)
+_uplink_failures_log = peer_events
 
 
 class SessionContext(Protocol):
@@ -119,7 +117,7 @@ class ClientSession(asyncio.Protocol):
         set_nodelay(transport)
         if not admits(self.context.client_count(), self.limits):
             # As Redis: one error line, then close; this connection never becomes a session.
-            log.warning("client %s: refused: max_clients (%d) reached", self.peer, self.limits.max_clients)
+            peer_events.warning("max-clients", "client %s: refused: max_clients (%d) reached", self.peer, self.limits.max_clients)
             self.core.closing = True
             assert self.transport is not None
             self.transport.write(MAX_CLIENTS_ERROR)
@@ -157,14 +155,19 @@ class ClientSession(asyncio.Protocol):
         self._drop_uplink()
 
     def pause_writing(self) -> None:
+        # The client reads slower than it is answered: stop reading the
+        # uplink, and the client too (the proxy's own replies, -NOAUTH say,
+        # would otherwise pile up for a client that never reads).
         self._client_paused = True
         if self.uplink is not None and self.uplink.transport is not None:
             self.uplink.transport.pause_reading()
+        self._pause_reading("client-writes")
 
     def resume_writing(self) -> None:
         self._client_paused = False
         if self.uplink is not None and self.uplink.transport is not None:
             self.uplink.transport.resume_reading()
+        self._resume_reading("client-writes")
 
     # -- uplink side (UplinkSink) ----------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class ClientSession(asyncio.Protocol):
             return
         self.uplink = None
         reason = f"{exc}" if exc else "the uplink closed the connection"
-        log.info("client %s: uplink connection lost (%s)", self.peer, reason)
+        _uplink_failures_log.info("lost", "client %s: uplink connection lost (%s)", self.peer, reason)
         self._resume_reading("uplink")
         self._perform(self.core.uplink_lost(reason))
 
@@ -230,7 +233,7 @@ class ClientSession(asyncio.Protocol):
                 if action.key is None:
                     log.log(action.level, "client %s: %s", self.peer, action.message)
                 else:
-                    _client_events_log.log(action.level, action.key, "client %s: %s", self.peer, action.message)
+                    peer_events.log(action.level, action.key, "client %s: %s", self.peer, action.message)
             elif kind is Unblock:
                 assert isinstance(action, Unblock)
                 core = self.core

@@ -10,7 +10,7 @@ from redis_proxy.session.core import SessionCore
 from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.routing import POISON
 from redis_proxy.session.types import (
-    Action, CloseClient, CloseUplink, ConnectUplink, Unblock, WriteClient, WriteUplink,
+    Action, CloseClient, CloseUplink, ConnectUplink, ReadClient, Unblock, WriteClient, WriteUplink,
 )
 from redis_proxy.stats import Stats
 
@@ -317,3 +317,24 @@ def test_idle_client_is_closed_after_the_timeout_but_not_while_something_is_owed
     clock.now += 10
     actions = core.idle_check()
     assert kinds(actions)[-1] is CloseClient and "idle" in actions[-1].reason  # type: ignore[union-attr]
+
+
+def test_hello_auth_pipelined_with_commands_does_not_stall() -> None:
+    """HELLO ... AUTH needs an uplink; the commands read with it are framed once it has answered."""
+    core, _, _ = locked()
+    actions = core.client_data(cmd("HELLO", "2", "AUTH", "default", "secret") + cmd("GET", "k"))
+    assert ConnectUplink in kinds(actions) and ReadClient(False) in actions
+    actions = core.uplink_ready(0, 7, [], None)
+    assert upstream(actions) == cmd("HELLO", "2") + cmd("GET", "k")
+
+
+def test_a_held_auth_stops_reading_the_client() -> None:
+    """While an AUTH waits (paused), nothing past Redis's unauthenticated limits may pile up: the client is not read."""
+    core, gate, _ = locked()
+    gate.open = False
+    actions = core.client_data(cmd("AUTH", "wrong") + b"*1\r\n$1048576\r\n" + b"x" * 65536)
+    assert ReadClient(False) in actions
+    gate.open = True
+    actions = core.resume()
+    assert to_client(actions).startswith(b"-WRONGPASS")
+    assert to_client(actions).endswith(UNAUTH_BULK) and kinds(actions)[-1] is CloseClient
