@@ -121,6 +121,8 @@ class _Generator:
             parts[0] = parts[0].lower()
         elif roll < 0.15:
             parts[0] = parts[0][:1] + parts[0][1:].lower()
+        if self.rng.random() < 0.02:  # empty commands (*0, *-N): Redis skips them
+            self.stream.commands.append(self.rng.choice([b"*0\r\n", b"*-1\r\n", b"*-7\r\n", b"*-9223372036854775808\r\n"]))
         if self.rng.random() < 0.1 and all(_INLINE_SAFE.match(a) for a in parts):
             self.stream.commands.append(b" ".join(parts) + b"\r\n")
         else:

@@ -345,10 +345,12 @@ def test_bad_input_gets_protocol_error_then_disconnect(proxy: ProxyProcess) -> N
         assert healthy.ping(), name
 
 
-def test_negative_array_length_is_a_protocol_error(proxy: ProxyProcess) -> None:
-    bad = Raw(proxy.port)
-    bad.send(b"*-5\r\n")
-    assert bad.until_eof() == b"-ERR Protocol error: invalid multibulk length\r\n"
+def test_negative_array_lengths_are_ignored_as_redis_does(proxy: ProxyProcess) -> None:
+    client = Raw(proxy.port)
+    client.send(b"*-5\r\n*-9223372036854775808\r\n*1\r\n$4\r\nPING\r\n")
+    assert client.replies(1) == [b"PONG"]
+    client.send(b"*-99999999999999999999\r\n")  # beyond a long long: Redis's error
+    assert client.until_eof() == b"-ERR Protocol error: invalid multibulk length\r\n"
 
 
 def test_commands_before_a_protocol_error_still_run(redis_server: RedisServer, proxy: ProxyProcess) -> None:

@@ -93,7 +93,7 @@ def _parse_length(line: bytes | bytearray, what: str, limit: int, negative_ok: b
     if digits is not line and digits == b"0":
         raise ProtocolError(f"invalid {what} length")
     value = int(line)
-    if value > limit:
+    if value > limit or value < -(2**63):  # string2ll: a long long
         raise ProtocolError(f"invalid {what} length")
     return value
 
@@ -316,11 +316,9 @@ class RequestFramer:
                             raise ProtocolError("too big mbulk count string")
                         break
                     count = _parse_length(buf[pos + 1 : nl], "multibulk", MAX_ARRAY_LEN, negative_ok=True)
-                    if count < -1:  # Redis ignores these too, but they can only be garbage
-                        raise ProtocolError("invalid multibulk length")
                     if count > UNAUTH_MAX_ARRAY_LEN and self.unauthenticated:
                         raise ProtocolError("unauthenticated multibulk length")
-                    if count <= 0:  # *0 and *-1: Redis ignores empty commands; forward nothing
+                    if count <= 0:  # *0 and *-N: Redis ignores empty commands; forward nothing
                         flush(pos)
                         pos = run_start = nl + 2
                         continue
