@@ -29,6 +29,8 @@ class Kind(IntEnum):
     READWRITE = 14
     REFUSED = 15
     RESET = 16
+    MONITOR = 17
+    SYNC = 18  # SYNC and PSYNC: the connection becomes a replication stream
 
 
 _KINDS: dict[bytes, Kind] = {
@@ -51,25 +53,19 @@ _KINDS: dict[bytes, Kind] = {
     b"READONLY": Kind.READONLY,
     b"READWRITE": Kind.READWRITE,
     b"RESET": Kind.RESET,
-    b"MONITOR": Kind.REFUSED,
-    b"SYNC": Kind.REFUSED,
-    b"PSYNC": Kind.REFUSED,
-    b"REPLCONF": Kind.REFUSED,
+    b"MONITOR": Kind.MONITOR,
+    b"SYNC": Kind.SYNC,
+    b"PSYNC": Kind.SYNC,
 }
 
 # Why each refused command is refused; the client sees this text.
 REFUSED_REASONS: dict[bytes, str] = {
-    b"MONITOR": "MONITOR streams the server's traffic on this connection, which cannot follow a switch to another server",
-    b"SYNC": "replication streams cannot pass through the proxy",
-    b"PSYNC": "replication streams cannot pass through the proxy",
-    b"REPLCONF": "replication streams cannot pass through the proxy",
     b"CLIENT TRACKING": "CLIENT TRACKING keeps server-side state that is lost when the proxy switches servers",
     b"CLIENT CACHING": "CLIENT CACHING needs CLIENT TRACKING, which the proxy refuses",
-    b"CLIENT REPLY": "CLIENT REPLY OFF/SKIP would make the proxy lose track of which reply answers which command",
 }
 
 # Subcommands of CLIENT that the proxy refuses or tracks; all others pass.
-CLIENT_REFUSED = frozenset({b"TRACKING", b"CACHING", b"REPLY"})
+CLIENT_REFUSED = frozenset({b"TRACKING", b"CACHING"})
 
 # Blocking commands are listed in session/blocking.py: the proxy unblocks them
 # for a pause and sends them again afterwards.

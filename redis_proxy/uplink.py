@@ -48,6 +48,7 @@ class SessionState:
     resp3: bool = False
     name: bytes | None = None
     readonly: bool = False
+    monitor: bool = False  # MONITOR: the new connection monitors too
     channels: set[bytes] = field(default_factory=set)
     patterns: set[bytes] = field(default_factory=set)
     shard_channels: set[bytes] = field(default_factory=set)
@@ -71,6 +72,7 @@ CLIENT_ID = [b"CLIENT", b"ID"]
 # Asked by check_uplink: a replica accepts the connection and AUTH and answers
 # PING, then refuses every write with READONLY, so only ROLE tells it apart.
 ROLE = [b"ROLE"]
+MONITOR = [b"MONITOR"]
 
 
 def auth_command(config: UplinkConfig) -> list[bytes] | None:
@@ -96,6 +98,8 @@ def replay_commands(config: UplinkConfig, state: SessionState) -> list[list[byte
     if state.readonly:
         commands.append([b"READONLY"])
     commands.append(CLIENT_ID)
+    if state.monitor:
+        commands.append(MONITOR)  # last: a monitoring connection may not touch the keyspace
     return commands
 
 

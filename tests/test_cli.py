@@ -268,16 +268,19 @@ def test_log_messages_shows_replies_the_proxy_answers_itself(
 ) -> None:
     proxy = proxy_factory({**base(redis_server), "log_messages": True})
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
-    sock.sendall(b"MONITOR\r\nAUTH nopass\r\n")
-    assert recv_line(sock).startswith(b"-ERR MONITOR is not supported")
+    sock.sendall(b"MULTI\r\nCLIENT REPLY ON\r\nDISCARD\r\nAUTH nopass\r\n")
+    assert recv_line(sock) == b"+OK\r\n"
+    assert recv_line(sock).startswith(b"-ERR CLIENT REPLY inside MULTI is not supported")
+    assert recv_line(sock) == b"+OK\r\n"
     assert recv_line(sock).startswith(b"-ERR AUTH <password> called without any password")
     sock.close()
     wait_until(lambda: "-> AUTH" in proxy.log(), message="commands logged")
+
+    def replies_logged() -> str:
+        return "\n".join(line for line in proxy.log().splitlines() if "<-" in line)
+
     wait_until(
-        lambda: sum(
-            "<-" in line and ("not supported" in line or "without any password" in line)
-            for line in proxy.log().splitlines()
-        ) == 2,
+        lambda: "not supported" in replies_logged() and "without any password" in replies_logged(),
         timeout=2,
         message="the proxy's own error replies logged",
     )

@@ -16,7 +16,7 @@ def test_kind_ignores_case(name: bytes) -> None:
 @pytest.mark.parametrize(
     "name, kind",
     [(b"GET", Kind.PLAIN), (b"AUTH", Kind.AUTH), (b"psubscribe", Kind.SUBSCRIBE), (b"SUNSUBSCRIBE", Kind.UNSUBSCRIBE),
-     (b"MONITOR", Kind.REFUSED), (b"psync", Kind.REFUSED), (b"nonsense", Kind.PLAIN)],
+     (b"MONITOR", Kind.MONITOR), (b"psync", Kind.SYNC), (b"SYNC", Kind.SYNC), (b"nonsense", Kind.PLAIN)],
 )
 def test_kinds(name: bytes, kind: Kind) -> None:
     assert kind_of(name) == kind

@@ -272,6 +272,7 @@ def test_max_clients_refuses_the_client_beyond_it(redis_server: RedisServer, pro
     raw_port = free_port()
     cfg = proxy_config(redis_server, admin=False, max_clients=3, listen_raw={"addr": f"127.0.0.1:{raw_port}"})
     proxy = proxy_factory(cfg)
+    wait_until(lambda: "listen_raw: listening" in proxy.log(), message="the raw listener is up")  # opened after listen
     served = [connect(proxy), connect(proxy)]
     raw = socket.create_connection(("127.0.0.1", raw_port), timeout=5)  # raw pipes count too
     for sock in (*served, raw):

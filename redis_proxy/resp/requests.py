@@ -145,6 +145,18 @@ class RequestFramer:
         """Framing stopped after an AUTH/HELLO (unauthenticated mode) until `resume()`."""
         return self._stopped
 
+    def take_unframed(self) -> bytes:
+        """What was received and not framed (an unfinished command), handed out raw; framing is over.
+
+        For a connection that stops being a command stream (SYNC/PSYNC):
+        from then on its bytes go upstream as they are.
+        """
+        data = b"".join(self._carry) + bytes(self._buf)
+        self._carry, self._buf, self._carried, self._pos, self._nargs, self._args = [], bytearray(), 0, 0, 0, []
+        self._body_left = self._kept = 0
+        self._large = self._stopped = False
+        return data
+
     def resume(self) -> list[Batch]:
         """Frame what was held back after an AUTH/HELLO, now that its outcome (and so the limits) is known."""
         if not self._stopped:

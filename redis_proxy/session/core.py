@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from redis_proxy.commands import Kind
+from redis_proxy.commands import Kind, kind_of
 from redis_proxy.gate import Gate
 from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, encode_command
 from redis_proxy.session import routing
@@ -30,10 +30,12 @@ from redis_proxy.session.hotpath import has_special
 from redis_proxy.session.guard import close_for_query_buffer, close_if_idle, frame_after_auth
 from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.replies import ReplyAccounting
+from redis_proxy.session.reply_mode import ReplyMode
 from redis_proxy.session.types import (
     CONNECTING, NO_UPLINK, READY, Action, After, Blocking, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Log,
     Pending, Plain, ReadClient,
-    Replace, ResetConnection, SetProtocol, SetTimer, StartTxn, Subscription, Tracked, Unblock, WriteUplink, Watch,
+    Replace, ResetConnection, SetProtocol, SetTimer, StartMonitor, StartTxn, Subscription, Tracked, Unblock,
+    WriteClient, WriteUplink, Watch,
 )
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import SessionState
@@ -70,6 +72,10 @@ class SessionCore(ReplyAccounting):
         self.txn_hello = False  # the open transaction queued HELLO
         self.uplink_auth: bytes | None = None  # the proxy's own AUTH, replayed after a client's RESET
         self.trace: Callable[[str, list[bytes]], None] | None = None  # log_messages: sees every command
+        self.reply_mode = ReplyMode()  # CLIENT REPLY, as of the commands sent
+        self.streaming = False  # SYNC/PSYNC: an unmanaged byte stream to the uplink from then on
+        # Anything that takes every command off the hot path (CLIENT REPLY OFF/SKIP, a stream).
+        self.offpath = False
 
     # -- what routing and the controller read ----------------------------------------
 
@@ -101,6 +107,9 @@ class SessionCore(ReplyAccounting):
             self.last_active = self.clock()
         if self.broken or self.closing:
             return []
+        if self.streaming:
+            self.actions.append(WriteUplink([data]))
+            return self._take_actions()
         requests = self.requests
         if self._frame(requests.feed, data) and requests.unauthenticated:
             self._frame_after_auth()
@@ -136,6 +145,7 @@ class SessionCore(ReplyAccounting):
         raw = batch.raw
         if (
             raw is not None
+            and not self.offpath
             and gate.open
             and self.uplink == READY
             and self.authed
@@ -162,6 +172,9 @@ class SessionCore(ReplyAccounting):
             delay = stats.proxy_delay  # forwarded in the callback that received it: the lowest bucket
             delay.counts[0] += 1
             delay.count += 1
+            return
+        if self.streaming:  # commands that followed SYNC/PSYNC in the same read
+            self.actions.append(WriteUplink(raw if raw is not None else [encode_command(c) for c in commands]))
             return
         now = self.clock()
         if len(commands) == 1:
@@ -223,7 +236,10 @@ class SessionCore(ReplyAccounting):
             queue.popleft()
             self.held_bytes -= item.size
             self.stats.proxy_delay.observe(now - item.arrived)
-            if decision is None:
+            if self.offpath:
+                self._forward(plain, now)
+                self._offpath(decision, item, now)
+            elif decision is None:
                 plain.append(item)
             else:
                 self._forward(plain, now)
@@ -318,6 +334,102 @@ class SessionCore(ReplyAccounting):
             self._txn(decision, wire, now)
         elif t is routing.Reset:
             self._reset(now)
+        elif t is routing.Monitor:
+            self._cut_for_monitor(True)
+            self._send(wire, Tracked(StartMonitor(), now, False), 1)
+        elif t is routing.ReplyMode:
+            assert isinstance(decision, routing.ReplyMode)
+            if self.reply_mode.set(decision.mode):
+                self._send(wire, Plain(1, now), 1)
+            else:
+                self._send_silent(wire)
+            self._update_offpath()
+        elif t is routing.Stream:
+            self._start_stream(wire)
+
+    # -- CLIENT REPLY OFF/SKIP, and replication streams (the hot path is off for both) ---------------
+
+    def _update_offpath(self) -> None:
+        self.offpath = self.streaming or self.reply_mode.silent
+
+    def _send_silent(self, wire: list[bytes]) -> None:
+        """A command Redis will not answer (CLIENT REPLY OFF/SKIP): no pending entry, not in flight."""
+        self.actions.append(WriteUplink(wire))
+        self.stats.commands += 1
+
+    def _offpath(self, decision: routing.Decision, item: Held, now: float) -> None:
+        """One command while the hot path is off: as usual, unless Redis will not answer it."""
+        if type(decision) is routing.ReplyMode:
+            self._apply(decision, item, now)
+            return
+        silent = self.reply_mode.silent
+        self.reply_mode.sent(kind_of(item.command[0]) == Kind.CLIENT)
+        self._update_offpath()
+        if not silent:
+            if decision is None:
+                self._forward([item], now)
+            else:
+                self._apply(decision, item, now)
+            return
+        self.stats.count_names([item.command])
+        wire = item.raw if item.raw is not None else [encode_command(item.command)]
+        t = type(decision)
+        if decision is None or t is routing.Block:
+            self._send_silent(wire)  # a blocking command sent silently is not unblocked for a pause either
+        elif t is routing.Track:
+            assert isinstance(decision, routing.Track)
+            # No reply will confirm it: taken as done, as Redis would do it unless it is wrong.
+            self._send_silent([decision.wire] if decision.wire is not None else wire)
+            self.authed = self.authed or decision.authenticate
+            self._apply_effect(decision.effect)
+        elif t is routing.Answer:  # the proxy's own reply: not sent either
+            assert isinstance(decision, routing.Answer)
+            self.authed = self.authed or decision.authenticate
+            if decision.after == After.CLOSE:
+                self._close("closed as asked (QUIT)")
+        elif t is routing.Refuse:
+            self.stats.proxy_errors += 1  # unseen, as Redis's own errors are while replies are off
+        else:
+            # Subscriptions, transactions, HELLO's protocol, RESET, MONITOR, SYNC: what
+            # they change is known only from their replies. Closing is honest; a
+            # silent guess could run commands the client believes were not run.
+            name = item.command[0].decode(errors="replace").upper()
+            self._close(
+                f"{name} while CLIENT REPLY is OFF or SKIP: the proxy cannot follow it (doc/compatibility.md)",
+                logging.WARNING,
+            )
+
+    def _fence(self, now: float) -> None:
+        """Commands went out with no reply: one that has a reply follows them, so a pause waits until they ran."""
+        first, *restore = self.reply_mode.fence()
+        self.actions.append(WriteUplink([first]))
+        self._expect(Replace(b"", now), 1)  # its +OK is the proxy's
+        if restore:
+            self.actions.append(WriteUplink(restore))
+
+    def _start_stream(self, wire: list[bytes]) -> None:
+        """SYNC/PSYNC: everything from here on, both ways, is passed through as bytes."""
+        self.streaming = True
+        self._update_offpath()
+        self.actions.append(WriteUplink(wire))
+        self.stats.commands += 1
+        if self.partial is not None:
+            self.actions.append(WriteClient(bytes(self.partial)))  # nothing is replaced any more
+            self.partial = None
+        self._settle()  # replies still owed stream through uncounted: a replica holds no pause
+        self._set_txn(False, False)
+        out: list[bytes] = []
+        for held in self.queue:
+            if type(held) is Held:
+                out.extend(held.raw if held.raw is not None else (encode_command(held.command),))
+        self.queue.clear()
+        self.held_bytes = 0
+        unframed = self.requests.take_unframed()
+        if unframed:
+            out.append(unframed)
+        if out:
+            self.actions.append(WriteUplink(out))
+        self._read_again_if_drained()
 
     def _reset(self, now: float) -> None:
         """RESET: the proxy's state for this client starts afresh; upstream, RESET runs and the proxy's own AUTH is replayed."""
@@ -349,6 +461,9 @@ class SessionCore(ReplyAccounting):
         self.sync_subscriptions(self.state)
         for message in forwarded:  # pub/sub messages that arrived during the replay
             self._uplink_bytes(message)
+        replay = self.reply_mode.replay()
+        if replay is not None:
+            self.actions.append(WriteUplink([replay]))  # CLIENT REPLY OFF/SKIP: no reply
         self._retire_if_idle()  # the generation moved on while it was being opened
         self._drain()
         if self.requests.unauthenticated:
@@ -379,17 +494,33 @@ class SessionCore(ReplyAccounting):
         return self._take_actions()
 
     def uplink_lost(self, reason: str) -> list[Action]:
+        """The server closed this client's uplink connection (CLIENT KILL, its timeout, a restart).
+
+        Redis would just close the client, and client libraries reconnect
+        (and resubscribe) on a connection error, not on an error reply: so
+        the client is closed, with nothing written. Only a connection the
+        proxy was about to leave anyway (an older generation's, with nothing
+        owed) is replaced quietly.
+        """
+        stale_and_idle = self.uplink_gen != self.gate.generation and self._stream_idle() and not self.unblocking
         self.uplink = NO_UPLINK
+        self.uplink_id = None
         self.stats.uplink_failures += 1
-        if self.outstanding or self.in_txn or self.state.subscribed or self.replies.in_reply() or self.unblocking:
-            # Replies are owed, or server-side state (transaction, WATCH, subscriptions) is gone.
-            # Logged once per interval for all clients by the I/O layer.
-            self._fail(f"ERR upstream connection lost: {reason}", "uplink connection lost", logging.DEBUG)
+        if stale_and_idle and not self.streaming:
+            if self.state.subscribed or self.state.monitor or self.queue:
+                self._want_uplink()
+            return self._take_actions()
+        # Logged once per interval for all clients by the I/O layer.
+        self._close(f"uplink connection lost ({reason})", logging.DEBUG)
         return self._take_actions()
 
     def uplink_data(self, data: bytes) -> list[Action]:
         if self.limits.idle_timeout:
             self.last_active = self.clock()  # Redis counts writes to the client as interaction too
+        if self.streaming:
+            self.actions.append(WriteClient(data))
+            self.stats.bytes_to_clients += len(data)
+            return self._take_actions()
         self._uplink_bytes(data)
         if self.uplink_gen != self.gate.generation:
             self._retire_if_idle()
@@ -429,11 +560,20 @@ class SessionCore(ReplyAccounting):
 
     def switch_uplink(self) -> list[Action]:
         """The generation changed: leave the old uplink connection at the next reply boundary."""
+        if self.streaming:
+            # A replica (or a tool reading the replication stream) must resynchronise
+            # from the new server: closing makes it reconnect, through the proxy, to it.
+            self._close("replication stream: the uplink switched, the replica resynchronises from the new one", logging.INFO)
         self._retire_if_idle()
         return self._take_actions()
 
     def pausing(self) -> list[Action]:
-        """The gate shut: a blocking command that is the last thing in flight is unblocked on the server."""
+        """The gate shut: a blocking command that is the last thing in flight is unblocked on the server.
+
+        Commands sent while CLIENT REPLY was OFF get a fence, so the drain waits until they ran.
+        """
+        if self.reply_mode.unfenced and self.uplink == READY and not self.closing and not self.streaming:
+            self._fence(self.clock())
         pending = self.pending
         if (
             self.uplink == READY
@@ -492,8 +632,8 @@ class SessionCore(ReplyAccounting):
         if not self._uplink_stale() or not self._stream_idle():
             return
         self._retire_uplink()
-        if self.state.subscribed:
-            self._want_uplink()  # messages must keep flowing, paused or not
+        if self.state.subscribed or self.state.monitor:
+            self._want_uplink()  # messages (and MONITOR's stream) must keep flowing, paused or not
         elif self.queue and self._gate_allows():
             self._drain()
 

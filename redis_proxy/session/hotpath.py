@@ -14,7 +14,7 @@ _SPECIAL_NAMES = frozenset(
     for name in (
         b"AUTH", b"HELLO", b"SELECT", b"MULTI", b"EXEC", b"DISCARD", b"WATCH", b"UNWATCH", b"SUBSCRIBE",
         b"PSUBSCRIBE", b"SSUBSCRIBE", b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE", b"QUIT", b"CLIENT",
-        b"READONLY", b"READWRITE", b"RESET", b"MONITOR", b"SYNC", b"PSYNC", b"REPLCONF", *BLOCKING_NAMES,
+        b"READONLY", b"READWRITE", b"RESET", b"MONITOR", b"SYNC", b"PSYNC", *BLOCKING_NAMES,
     )
     for n in (name, name.lower())
 )

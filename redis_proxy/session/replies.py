@@ -8,21 +8,27 @@ adds the client side (framing, holding, forwarding) and the uplink's life.
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from collections.abc import Callable
 
 from redis_proxy.commands import is_message, is_subscribe_reply, is_unsubscribe_reply
 from redis_proxy.gate import Gate
-from redis_proxy.resp import ERROR, PUSH, ProtocolError, Reply, ReplyFramer, as_reply, is_error_value
+from redis_proxy.resp import ERROR, PUSH, SIMPLE, ProtocolError, Reply, ReplyFramer, as_reply, is_error_value
 from redis_proxy.session.blocking import is_timeout_reply, with_timeout
 from redis_proxy.session.hotpath import is_push
 from redis_proxy.session.routing import error
 from redis_proxy.session.types import (
     Action, After, Blocking, CloseClient, CloseUplink, Effect, Exec, Local, Pending, Plain, Replace, ResetConnection,
-    SetDb, SetName, SetProtocol, SetReadonly, SetTimer, StartTxn, Subscription, Tracked, Watch, WriteClient, owed,
+    SetDb, SetName, SetProtocol, SetReadonly, SetTimer, StartMonitor, StartTxn, Subscription, Tracked, Watch, WriteClient, owed,
 )
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import SessionState
+
+# A line MONITOR streams: "+1700000000.123456 [0 127.0.0.1:50000] "get" "k"".
+# Replies to a monitoring client's own commands (PING, CLIENT ..., errors)
+# never start with a timestamp.
+MONITOR_LINE = re.compile(rb"\d+\.\d+ \[")
 
 
 class ReplyAccounting:
@@ -47,6 +53,8 @@ class ReplyAccounting:
         self.txn_effects: list[Effect] = []  # confirmed by +QUEUED, applied if EXEC runs
         self.unsettled = 0  # EXECs in flight whose outcome decides how later commands are routed
         self.latest_hello: Tracked | None = None  # the last HELLO sent (outside MULTI) not yet answered
+        self.monitoring = False  # MONITOR confirmed on this connection: its lines are not replies
+        self.monitor_cut = False  # MONITOR sent or confirmed: the stream is cut exactly (holds one special)
         self.closing = False
         self.timer: float | None = None
 
@@ -121,7 +129,7 @@ class ReplyAccounting:
         if ERROR in data:  # only then can there be error replies to count
             self.stats.error_replies += sum(map(is_error_value, replies))
         pending = self.pending
-        if pending and not self.nonshard and not self.shard:
+        if pending and not self.nonshard and not self.shard:  # (a monitoring client never comes here: specials)
             head = pending[0]
             if type(head) is Plain and self.left == len(replies) == head.count:
                 # These replies answer exactly the oldest batch (`_answered` inlined).
@@ -206,8 +214,12 @@ class ReplyAccounting:
     def _take(self, value: object, held_back: bool) -> bytes | None:
         """Account for one whole reply. Returns None to pass it on, or the bytes to write instead."""
         reply: Reply | None = None
-        if self.nonshard or self.shard or is_push(value):
+        if self.monitoring:
             reply = as_reply(value)
+            if reply.kind == SIMPLE and reply.text is not None and MONITOR_LINE.match(reply.text):
+                return None  # a command the server ran, streamed by MONITOR: answers nothing here
+        if self.nonshard or self.shard or is_push(value):
+            reply = reply or as_reply(value)
             if reply.kind == PUSH or not self.reply_resp3:
                 if is_message(reply.first):
                     return None  # a pub/sub message answers no command
@@ -290,10 +302,23 @@ class ReplyAccounting:
         return self.state.shard_channels
 
     def sync_subscriptions(self, state: SessionState) -> None:
-        """A new uplink connection was brought to `state` (subscriptions replayed)."""
+        """A new uplink connection was brought to `state` (subscriptions replayed, MONITOR sent again)."""
         self.nonshard = len(state.channels) + len(state.patterns)
         self.shard = len(state.shard_channels)
         self.reply_resp3 = state.resp3
+        self._set_monitoring(state.monitor)
+
+    def _set_monitoring(self, on: bool) -> None:
+        self.monitoring = on
+        self._cut_for_monitor(on)
+
+    def _cut_for_monitor(self, on: bool) -> None:
+        # Monitor lines and replies share one stream, and lines may follow
+        # MONITOR's +OK in the same read: only the exact framer tells a simple
+        # string from a bulk one, so from MONITOR on the stream is cut exactly.
+        if on != self.monitor_cut:
+            self.monitor_cut = on
+            self._special(1 if on else -1)
 
     def _confirm(self, entry: Tracked, reply: Reply) -> None:
         effect = entry.effect
@@ -305,6 +330,8 @@ class ReplyAccounting:
         if reply.is_error:
             if type(effect) is StartTxn:
                 self._set_txn(False, self.watching)
+            elif type(effect) is StartMonitor and not self.monitoring:
+                self._cut_for_monitor(False)
             elif type(effect) is Watch:
                 self._set_txn(self.in_multi, effect.was_watching)
             elif type(effect) is Exec:
@@ -351,9 +378,13 @@ class ReplyAccounting:
             state.resp3 = self.reply_resp3 = effect.resp3
             if effect.name is not None:
                 state.name = effect.name or None
+        elif type(effect) is StartMonitor:
+            state.monitor = True
+            self._set_monitoring(True)
         elif type(effect) is ResetConnection:
             self.nonshard = self.shard = 0
             self.reply_resp3 = False
+            self._set_monitoring(False)
 
     def _set_txn(self, in_multi: bool, watching: bool) -> None:
         was = self.in_multi or self.watching

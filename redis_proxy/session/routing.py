@@ -15,6 +15,7 @@ from redis_proxy.passwords import password_matches
 from redis_proxy.resp import encode_command
 from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, kind_of
 from redis_proxy.session.blocking import BLOCKING_NAMES, blocking_timeout
+from redis_proxy.session.reply_mode import MODES
 from redis_proxy.session.types import After, Effect, SetDb, SetName, SetProtocol, SetReadonly
 
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
@@ -109,7 +110,24 @@ class Reset:
     """RESET: a fresh connection's state, on the proxy and upstream."""
 
 
-Decision = Answer | Refuse | Track | Subscribe | Block | Txn | Reset | None
+@dataclass(frozen=True, slots=True)
+class Monitor:
+    """MONITOR: once Redis confirms it, the server's traffic streams to this client (and follows a switch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """SYNC or PSYNC: from this command on, the connection is an unmanaged byte stream to the uplink."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyMode:
+    """CLIENT REPLY ON, OFF or SKIP (`mode`, upper case)."""
+
+    mode: bytes
+
+
+Decision = Answer | Refuse | Track | Subscribe | Block | Txn | Reset | Monitor | Stream | ReplyMode | None
 
 _SUB_KIND = {
     b"SUBSCRIBE": b"SUBSCRIBE",
@@ -152,7 +170,16 @@ def route(command: list[bytes], view: SessionView) -> Decision:
             return Refuse(error(f"ERR CLIENT {sub.decode()} is not supported by redis-proxy: {reason}"))
         if sub == b"SETNAME" and len(command) == 3:
             return Track(SetName(command[2] or None))
-        return None
+        if sub == b"REPLY" and len(command) == 3 and command[2].upper() in MODES:
+            if view.in_multi:
+                # Queued, it would change which replies EXEC's own reply holds back.
+                return Refuse(error("ERR CLIENT REPLY inside MULTI is not supported by redis-proxy"))
+            return ReplyMode(command[2].upper())
+        return None  # a malformed CLIENT REPLY: Redis answers the error
+    if kind == Kind.MONITOR:
+        return None if view.in_multi else Monitor()  # inside MULTI, Redis refuses it
+    if kind == Kind.SYNC:
+        return None if view.in_multi else Stream()
     if kind == Kind.SELECT:
         if len(command) == 2 and command[1].isdigit():
             return Track(SetDb(int(command[1])))

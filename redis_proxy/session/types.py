@@ -131,11 +131,16 @@ class Exec:
 
 
 @dataclass(frozen=True, slots=True)
+class StartMonitor:
+    """MONITOR: confirmed, the uplink streams every command it runs to this client."""
+
+
+@dataclass(frozen=True, slots=True)
 class ResetConnection:
     """RESET ran upstream: the connection is back to RESP2, unsubscribed."""
 
 
-Effect = SetDb | SetName | SetReadonly | SetProtocol | StartTxn | Watch | Exec | ResetConnection
+Effect = SetDb | SetName | SetReadonly | SetProtocol | StartTxn | Watch | Exec | StartMonitor | ResetConnection
 
 # -- pending entries -------------------------------------------------------------------
 
