@@ -51,9 +51,14 @@ class SessionCore(ReplyAccounting):
         password: bytes | None,
         clock: Callable[[], float],
         limits: ClientLimits = ClientLimits(),
+        passthrough: bool = False,
     ) -> None:
         super().__init__(gate, stats, clock)
         self.password = password
+        # listen.auth "passthrough": AUTH and HELLO ... AUTH go to Redis, which
+        # decides; the accepted credentials are the session's (state.credentials).
+        self.passthrough = passthrough
+        assert not (passthrough and password is not None), "listen.pass and pass-through AUTH exclude each other"
         self.authed = password is None
         self.limits = limits
         self.requests = RequestFramer()
@@ -68,7 +73,7 @@ class SessionCore(ReplyAccounting):
         self.eof = False  # the client half-closed: answer what it sent, then close
         self.broken = False  # a protocol error: read nothing more
         self.txn_hello = False  # the open transaction queued HELLO
-        self.uplink_auth: bytes | None = None  # the proxy's own AUTH, replayed after a client's RESET
+        self.uplink_auth: bytes | None = None  # the proxy's own AUTH, replayed after a client's RESET (never in pass-through)
         self.trace: Callable[[str, list[bytes]], None] | None = None  # log_messages: sees every command
 
     # -- what routing and the controller read ----------------------------------------
@@ -320,7 +325,12 @@ class SessionCore(ReplyAccounting):
             self._reset(now)
 
     def _reset(self, now: float) -> None:
-        """RESET: the proxy's state for this client starts afresh; upstream, RESET runs and the proxy's own AUTH is replayed."""
+        """RESET: the proxy's state for this client starts afresh; upstream, RESET runs and the proxy's own AUTH is replayed.
+
+        In pass-through mode RESET de-authenticates, as it does directly: the
+        connection is the default user's again and the credentials are gone
+        (the fresh state has none; there is no proxy AUTH to replay).
+        """
         self.state = SessionState()
         self._set_txn(False, False)
         self.txn_effects = []
