@@ -189,6 +189,19 @@ class ListenConfig(_ClientListenerSection):
     """The proxy's main client-facing listener."""
 
     password: OptStr = Field(default=None, alias="pass", repr=False)
+    # "proxy": clients AUTH to the proxy (pass), the proxy AUTHs upstream itself.
+    # "passthrough": AUTH and HELLO ... AUTH go to Redis; each client is its own ACL user.
+    auth: Literal["proxy", "passthrough"] = "proxy"
+
+    def _rule_problems(self) -> list[tuple[str, str]]:
+        problems = super()._rule_problems()
+        if self.auth == "passthrough" and self.password:
+            problems.append((
+                "pass",
+                'must not be set with auth "passthrough": clients authenticate to Redis itself '
+                '(remove listen.pass, or set listen.auth to "proxy")',
+            ))
+        return problems
 
 
 class ListenRawConfig(_ClientListenerSection):
@@ -238,6 +251,8 @@ class Config(BaseModel):
 
         compare("listen.addr", self.listen.addr, other.listen.addr)
         compare("listen.network", self.listen.network, other.listen.network)
+        # Every session was set up for one mode (who authenticates its uplink connections).
+        compare("listen.auth", self.listen.auth, other.listen.auth)
         for name, fields in (("listen_raw", ("addr", "network")), ("admin", ("addr", "tls"))):
             old, new = getattr(self, name), getattr(other, name)
             if old is None and new is None:

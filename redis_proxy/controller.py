@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from redis_proxy.acl_users import check_session_users
 from redis_proxy.config import Config, ConfigError, load_config
 from redis_proxy.gate import PAUSED, PAUSING, RUNNING, STOPPING, Gate, SessionHandle
 from redis_proxy.stats import Stats
@@ -244,9 +245,26 @@ class Controller:
             raise ControlError("\n".join(problems))
         try:
             self.proxy.prepare_tls(new)
-            return await check_uplink(new.uplink, self.proxy.make_uplink_ssl(new), timeout=5.0)
+            uplink_ssl = self.proxy.make_uplink_ssl(new)
+            checked = await check_uplink(new.uplink, uplink_ssl, timeout=5.0)
         except (ConfigError, UplinkError) as exc:
             raise ControlError(str(exc)) from None
+        return checked + await self._check_session_users(new, uplink_ssl)
+
+    async def _check_session_users(self, new: Config, uplink_ssl: ssl.SSLContext | None) -> str:
+        """listen.auth "passthrough": every user seen on live sessions must be accepted by the new uplink.
+
+        Raises ControlError naming the users it would refuse (never a
+        password); returns what was checked, to add to the report.
+        """
+        if new.listen.auth != "passthrough":
+            return ""
+        credentials = [c for c in (s.credentials for s in list(self.proxy.sessions)) if c is not None]
+        problems = await check_session_users(new.uplink, uplink_ssl, credentials)
+        if problems:
+            raise ControlError("\n".join(problems))
+        users = sorted({c.user_name for c in credentials})
+        return f", session users accepted ({', '.join(users)})" if users else ", no session has authenticated"
 
     async def reload(self) -> dict[str, Any]:
         """Re-read and validate the config; if the uplink changed, pause, drain, switch and resume.
@@ -301,6 +319,10 @@ class Controller:
             proxy.apply_config(new, uplink_ssl)
             self._set_time_limit(new.read_time_limit_ms)
             return {"switched": False, "held_ms": 0.0, "uplink": new.uplink.addr}
+        # Before any client is held: a target that would refuse sessions' credentials refuses the reload.
+        users = await self._check_session_users(new, uplink_ssl)
+        if users:
+            log.info("reload: %s", users.removeprefix(", "))
         self._begin_pause()
         # Clients are held from the start of the pause, an operator's included.
         started = self.paused_since if self.paused_since is not None else time.monotonic()

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from redis_proxy.credentials import Credentials
+
 RUNNING, PAUSING, PAUSED, STOPPING = "running", "pausing", "paused", "stopping"
 
 
@@ -49,6 +51,8 @@ class SessionHandle(Protocol):
     def held(self) -> int: ...  # commands held (not yet forwarded)
     @property
     def in_txn(self) -> bool: ...
+    @property
+    def credentials(self) -> Credentials | None: ...  # listen.auth "passthrough": what the client authenticated as
     def resume(self) -> None: ...  # the gate opened
     def switch_uplink(self) -> None: ...  # the generation changed: move to a new uplink connection
     def pausing(self) -> None: ...  # the gate shut: unblock blocking commands

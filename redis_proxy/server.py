@@ -75,6 +75,10 @@ class Proxy:
         return password.encode() if password is not None else None
 
     @property
+    def passthrough_auth(self) -> bool:
+        return self.config.listen.auth == "passthrough"
+
+    @property
     def client_limits(self) -> ClientLimits:
         config = self.config
         return ClientLimits(

@@ -20,6 +20,7 @@ import hiredis
 from redis_proxy.sockets import set_nodelay
 from redis_proxy.commands import is_message, is_subscribe_reply
 from redis_proxy.config import UplinkConfig, parse_tcp_addr
+from redis_proxy.credentials import Credentials
 from redis_proxy.resp import ProtocolError, Reply, ReplyFramer, encode_command
 from redis_proxy.tls import client_certificate_hint, uplink_server_hostname
 
@@ -52,6 +53,8 @@ class SessionState:
     channels: set[bytes] = field(default_factory=set)
     patterns: set[bytes] = field(default_factory=set)
     shard_channels: set[bytes] = field(default_factory=set)
+    # listen.auth "passthrough": what the client authenticated as (its repr hides the password).
+    credentials: Credentials | None = None
 
     @property
     def subscribed(self) -> bool:
@@ -83,10 +86,19 @@ def auth_command(config: UplinkConfig) -> list[bytes] | None:
     return [b"AUTH", config.password.encode()]
 
 
-def replay_commands(config: UplinkConfig, state: SessionState) -> list[list[bytes]]:
-    """The commands that bring a fresh uplink connection to the client's state (subscriptions aside)."""
+def replay_commands(config: UplinkConfig, state: SessionState, passthrough: bool = False) -> list[list[bytes]]:
+    """The commands that bring a fresh uplink connection to the client's state (subscriptions aside).
+
+    With `passthrough` (listen.auth "passthrough") the connection is the
+    client's own: it authenticates with the credentials the client's AUTH
+    had accepted, or not at all (the default user, as a direct connection),
+    never with the proxy's uplink.pass.
+    """
     commands: list[list[bytes]] = []
-    auth = auth_command(config)
+    if passthrough:
+        auth = state.credentials.auth_command() if state.credentials is not None else None
+    else:
+        auth = auth_command(config)
     if auth:
         commands.append(auth)
     if state.resp3:
@@ -343,14 +355,18 @@ class ReadyUplink:
 
 
 async def connect_session(
-    config: UplinkConfig, ssl_context: ssl.SSLContext | None, state: SessionState, timeout: float
+    config: UplinkConfig,
+    ssl_context: ssl.SSLContext | None,
+    state: SessionState,
+    timeout: float,
+    passthrough: bool = False,
 ) -> ReadyUplink:
-    """A ready uplink connection for a client: connected, authenticated, session replayed."""
+    """A ready uplink connection for a client: connected, authenticated, session replayed (see replay_commands)."""
     connection: UplinkConnection = await open_uplink(config, ssl_context, timeout)
     subscriptions, confirmations = subscribe_commands(state)
     try:
         forward, leftover, client_id = await connection.handshake(
-            replay_commands(config, state), subscriptions, confirmations, timeout
+            replay_commands(config, state, passthrough), subscriptions, confirmations, timeout
         )
     except BaseException:
         connection.abort()

@@ -33,9 +33,8 @@ from redis_proxy.session.replies import ReplyAccounting
 from redis_proxy.session.reply_mode import ReplyMode
 from redis_proxy.session.types import (
     CONNECTING, NO_UPLINK, READY, Action, After, Blocking, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Log,
-    Pending, Plain, ReadClient,
-    Replace, ResetConnection, SetProtocol, SetTimer, StartMonitor, StartTxn, Subscription, Tracked, Unblock,
-    WriteClient, WriteUplink, Watch,
+    Pending, Plain, ReadClient, Replace, ResetConnection, SetDb, SetName, SetProtocol, SetReadonly, SetTimer, StartMonitor,
+    StartTxn, Subscription, Tracked, Unblock, WriteClient, WriteUplink, Watch,
 )
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import SessionState
@@ -53,9 +52,14 @@ class SessionCore(ReplyAccounting):
         password: bytes | None,
         clock: Callable[[], float],
         limits: ClientLimits = ClientLimits(),
+        passthrough: bool = False,
     ) -> None:
         super().__init__(gate, stats, clock)
         self.password = password
+        # listen.auth "passthrough": AUTH and HELLO ... AUTH go to Redis, which
+        # decides; the accepted credentials are the session's (state.credentials).
+        self.passthrough = passthrough
+        assert not (passthrough and password is not None), "listen.pass and pass-through AUTH exclude each other"
         self.authed = password is None
         self.limits = limits
         self.requests = RequestFramer()
@@ -70,7 +74,7 @@ class SessionCore(ReplyAccounting):
         self.eof = False  # the client half-closed: answer what it sent, then close
         self.broken = False  # a protocol error: read nothing more
         self.txn_hello = False  # the open transaction queued HELLO
-        self.uplink_auth: bytes | None = None  # the proxy's own AUTH, replayed after a client's RESET
+        self.uplink_auth: bytes | None = None  # the proxy's own AUTH, replayed after a client's RESET (never in pass-through)
         self.trace: Callable[[str, list[bytes]], None] | None = None  # log_messages: sees every command
         self.reply_mode = ReplyMode()  # CLIENT REPLY, as of the commands sent
         self.streaming = False  # SYNC/PSYNC: an unmanaged byte stream to the uplink from then on
@@ -376,8 +380,7 @@ class SessionCore(ReplyAccounting):
         t = type(decision)
         if decision is None or t is routing.Block:
             self._send_silent(wire)  # a blocking command sent silently is not unblocked for a pause either
-        elif t is routing.Track:
-            assert isinstance(decision, routing.Track)
+        elif isinstance(decision, routing.Track) and isinstance(decision.effect, (SetDb, SetName, SetReadonly)):
             # No reply will confirm it: taken as done, as Redis would do it unless it is wrong.
             self._send_silent([decision.wire] if decision.wire is not None else wire)
             self.authed = self.authed or decision.authenticate
@@ -390,8 +393,8 @@ class SessionCore(ReplyAccounting):
         elif t is routing.Refuse:
             self.stats.proxy_errors += 1  # unseen, as Redis's own errors are while replies are off
         else:
-            # Subscriptions, transactions, HELLO's protocol, RESET, MONITOR, SYNC: what
-            # they change is known only from their replies. Closing is honest; a
+            # Subscriptions, transactions, HELLO, AUTH (pass-through), RESET, MONITOR,
+            # SYNC: what they change is known only from their replies. Closing is honest; a
             # silent guess could run commands the client believes were not run.
             name = item.command[0].decode(errors="replace").upper()
             self._close(
@@ -432,7 +435,12 @@ class SessionCore(ReplyAccounting):
         self._read_again_if_drained()
 
     def _reset(self, now: float) -> None:
-        """RESET: the proxy's state for this client starts afresh; upstream, RESET runs and the proxy's own AUTH is replayed."""
+        """RESET: the proxy's state for this client starts afresh; upstream, RESET runs and the proxy's own AUTH is replayed.
+
+        In pass-through mode RESET de-authenticates, as it does directly: the
+        connection is the default user's again and the credentials are gone
+        (the fresh state has none; there is no proxy AUTH to replay).
+        """
         self.state = SessionState()
         self._set_txn(False, False)
         self.txn_effects = []

@@ -15,6 +15,7 @@ import time
 from typing import Protocol
 
 from redis_proxy.config import UplinkConfig
+from redis_proxy.credentials import Credentials
 from redis_proxy.gate import STOPPING, Gate
 from redis_proxy.ratelog import peer_events
 from redis_proxy.resp import encode_command
@@ -50,6 +51,8 @@ class SessionContext(Protocol):
     @property
     def listen_password(self) -> bytes | None: ...
     @property
+    def passthrough_auth(self) -> bool: ...  # listen.auth "passthrough"
+    @property
     def client_limits(self) -> ClientLimits: ...
     def client_count(self) -> int: ...
     def uplink_settings(self) -> tuple[UplinkConfig, ssl.SSLContext | None]: ...
@@ -59,7 +62,9 @@ class ClientSession(asyncio.Protocol):
     def __init__(self, context: SessionContext) -> None:
         self.context = context
         self.limits = context.client_limits
-        self.core = SessionCore(context.gate, context.stats, context.listen_password, time.monotonic, self.limits)
+        self.core = SessionCore(
+            context.gate, context.stats, context.listen_password, time.monotonic, self.limits, context.passthrough_auth
+        )
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -87,6 +92,11 @@ class ClientSession(asyncio.Protocol):
     @property
     def in_txn(self) -> bool:
         return self.core.in_txn
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """Pass-through mode: what this client authenticated as (for checking a switch's target; never shown)."""
+        return self.core.state.credentials
 
     def resume(self) -> None:
         self._perform(self.core.resume())
@@ -287,7 +297,7 @@ class ClientSession(asyncio.Protocol):
     async def _open_uplink(self, generation: int) -> None:
         config, context = self.context.uplink_settings()
         try:
-            ready = await connect_session(config, context, self.core.state, CONNECT_TIMEOUT)
+            ready = await connect_session(config, context, self.core.state, CONNECT_TIMEOUT, self.core.passthrough)
         except UplinkError as exc:
             self._connect_task = None
             _uplink_failures_log.warning("connect", "client %s: %s", self.peer, exc)
@@ -313,7 +323,9 @@ class ClientSession(asyncio.Protocol):
         unclaimed = uplink.attach(self)
         if self._client_paused and uplink.transport is not None:
             uplink.transport.pause_reading()
-        auth = auth_command(config)
+        # The proxy's own AUTH, replayed behind a client's RESET; in pass-through
+        # mode the connection is the client's own and RESET leaves it unauthenticated.
+        auth = None if self.core.passthrough else auth_command(config)
         self._perform(
             self.core.uplink_ready(generation, ready.client_id, ready.forward, encode_command(auth) if auth else None)
         )

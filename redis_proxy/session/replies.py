@@ -20,7 +20,8 @@ from redis_proxy.session.hotpath import is_push
 from redis_proxy.session.routing import error
 from redis_proxy.session.types import (
     Action, After, Blocking, CloseClient, CloseUplink, Effect, Exec, Local, Pending, Plain, Replace, ResetConnection,
-    SetDb, SetName, SetProtocol, SetReadonly, SetTimer, StartMonitor, StartTxn, Subscription, Tracked, Watch, WriteClient, owed,
+    SetAuth, SetDb, SetName, SetProtocol, SetReadonly, SetTimer, StartMonitor, StartTxn, Subscription, Tracked, Watch,
+    WriteClient, owed,
 )
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import SessionState
@@ -365,6 +366,8 @@ class ReplyAccounting:
         self.reply_resp3 = effect.resp3
         if effect.name is not None:
             self.state.name = effect.name or None
+        if effect.credentials is not None:
+            self.state.credentials = effect.credentials
 
     def _apply_effect(self, effect: Effect) -> None:
         state = self.state
@@ -378,6 +381,10 @@ class ReplyAccounting:
             state.resp3 = self.reply_resp3 = effect.resp3
             if effect.name is not None:
                 state.name = effect.name or None
+            if effect.credentials is not None:
+                state.credentials = effect.credentials
+        elif type(effect) is SetAuth:
+            state.credentials = effect.credentials  # a refused AUTH never gets here: the previous identity stays
         elif type(effect) is StartMonitor:
             state.monitor = True
             self._set_monitoring(True)
@@ -385,6 +392,11 @@ class ReplyAccounting:
             self.nonshard = self.shard = 0
             self.reply_resp3 = False
             self._set_monitoring(False)
+            # What replies confirm is reset by this reply too, not only when
+            # RESET was sent: the reply to a command pipelined before it (an
+            # AUTH, a SELECT) arrives after RESET was sent, and RESET undid it.
+            state.db, state.name, state.readonly, state.credentials = 0, None, False, None
+            state.monitor = False
 
     def _set_txn(self, in_multi: bool, watching: bool) -> None:
         was = self.in_multi or self.watching

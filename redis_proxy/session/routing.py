@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from redis_proxy.credentials import Credentials
 from redis_proxy.passwords import password_matches
 from redis_proxy.resp import encode_command
 from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, kind_of
 from redis_proxy.session.blocking import BLOCKING_NAMES, blocking_timeout
 from redis_proxy.session.reply_mode import MODES
-from redis_proxy.session.types import After, Effect, SetDb, SetName, SetProtocol, SetReadonly
+from redis_proxy.session.types import After, Effect, SetAuth, SetDb, SetName, SetProtocol, SetReadonly
 
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
@@ -47,6 +48,7 @@ class SessionView(Protocol):
     authed: bool
     in_multi: bool
     watching: bool
+    passthrough: bool  # listen.auth "passthrough": AUTH goes to Redis, which decides
 
     @property
     def resp3(self) -> bool: ...
@@ -157,7 +159,16 @@ def route(command: list[bytes], view: SessionView) -> Decision:
         return Reset()
     if kind == Kind.AUTH:
         if view.in_multi:
+            # In pass-through mode too: whether a queued AUTH succeeded is
+            # one element of EXEC's reply, which the proxy does not read.
             return Refuse(error("ERR AUTH inside MULTI is not supported by redis-proxy"))
+        if view.passthrough:
+            args = command[1:]
+            if len(args) == 1:
+                return Track(SetAuth(Credentials(None, args[0])))
+            if len(args) == 2:
+                return Track(SetAuth(Credentials(args[0], args[1])))
+            return None  # Redis answers the arity error
         return _auth(command[1:], view)
     if kind == Kind.HELLO:
         return _hello(command, view)
@@ -232,6 +243,7 @@ def _hello(command: list[bytes], view: SessionView) -> Decision:
     resp3 = view.resp3
     name: bytes | None = None
     authenticated = False
+    credentials: Credentials | None = None  # pass-through: the client's bytes go as they are, AUTH included
     if args:
         forward.append(args[0])
         if args[0] in (b"2", b"3"):
@@ -242,6 +254,10 @@ def _hello(command: list[bytes], view: SessionView) -> Decision:
             if option == b"AUTH" and i + 2 < len(args):
                 if view.in_multi:
                     return Refuse(error("ERR HELLO with AUTH inside MULTI is not supported by redis-proxy"))
+                if view.passthrough:
+                    credentials = Credentials(args[i + 1], args[i + 2])
+                    i += 3
+                    continue
                 result = _auth([args[i + 1], args[i + 2]], view)
                 if not result.authenticate:
                     return result
@@ -255,4 +271,4 @@ def _hello(command: list[bytes], view: SessionView) -> Decision:
                 return Answer(error(f"ERR Syntax error in HELLO option '{args[i].decode(errors='replace')}'"))
     if not view.authed and not authenticated:
         return Answer(HELLO_NOAUTH)
-    return Track(SetProtocol(resp3, name), encode_command(forward) if authenticated else None, authenticated)
+    return Track(SetProtocol(resp3, name, credentials), encode_command(forward) if authenticated else None, authenticated)

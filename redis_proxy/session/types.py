@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
+from redis_proxy.credentials import Credentials
+
 # The session's uplink connection: none, being opened, ready.
 NO_UPLINK, CONNECTING, READY = 0, 1, 2
 
@@ -104,6 +106,14 @@ class SetReadonly:
 class SetProtocol:
     resp3: bool
     name: bytes | None  # HELLO ... SETNAME name
+    credentials: Credentials | None = None  # HELLO ... AUTH user pass, in pass-through mode
+
+
+@dataclass(frozen=True, slots=True)
+class SetAuth:
+    """AUTH in pass-through mode: accepted by Redis, the session is these credentials' user from now on."""
+
+    credentials: Credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +147,10 @@ class StartMonitor:
 
 @dataclass(frozen=True, slots=True)
 class ResetConnection:
-    """RESET ran upstream: the connection is back to RESP2, unsubscribed."""
+    """RESET ran upstream: the connection is back to RESP2, unsubscribed (and the default user)."""
 
 
-Effect = SetDb | SetName | SetReadonly | SetProtocol | StartTxn | Watch | Exec | StartMonitor | ResetConnection
+Effect = SetDb | SetName | SetReadonly | SetProtocol | SetAuth | StartTxn | Watch | Exec | StartMonitor | ResetConnection
 
 # -- pending entries -------------------------------------------------------------------
 
