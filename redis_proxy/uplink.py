@@ -140,6 +140,7 @@ class UplinkConnection(asyncio.Protocol):
         # [b"slave", b"10.0.0.1", 6379, b"connected", 42], or the error text
         # (str) when the server refused ROLE (an ACL without @admin).
         self.role: list[Any] | str | None = None
+        self.tls_without_certificate = False  # TLS to the uplink, and no client certificate of ours
 
     # -- asyncio.Protocol --------------------------------------------------
 
@@ -167,6 +168,9 @@ class UplinkConnection(asyncio.Protocol):
             if isinstance(exc, ssl.SSLError):
                 # TLS 1.3 reports a missing client certificate only now, after the handshake.
                 why += f" (TLS: {exc.reason or exc}){client_certificate_hint(exc, has_certificate=True)}"
+            elif self.tls_without_certificate:
+                # ... or, when the server's alert loses the race with its close, not at all.
+                why += ": perhaps it requires a TLS client certificate (set uplink.certfile and uplink.keyfile)"
             self._handshake.fail(UplinkError(why))
 
     def attach(self, sink: UplinkSink) -> list[bytes]:
@@ -341,6 +345,8 @@ async def open_uplink(
         raise UplinkUnreachable(f"cannot connect to uplink {where}: timed out after {timeout:g} s{hint}") from None
     except OSError as exc:
         raise UplinkUnreachable(f"cannot connect to uplink {where}: {exc.strerror or exc}") from None
+    if isinstance(connection, UplinkConnection):
+        connection.tls_without_certificate = ssl_context is not None and not config.certfile
     return connection
 
 

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import hiredis
 import pytest
 import redis
 
@@ -217,6 +216,8 @@ def test_a_replica_attached_through_the_proxy_resyncs_after_a_switch(
     redis_factory: Factory, inproc_proxy: Factory
 ) -> None:
     old, new = redis_factory(), redis_factory()
+    for server in (old, new):
+        server.client().config_set("repl-diskless-sync-delay", 0)  # the full sync starts at once
     old.client().set("origin", "old")
     new.client().set("origin", "new")
     proxy: InProcProxy = inproc_proxy(proxy_config(old, admin=False))
@@ -236,6 +237,7 @@ def test_a_replica_attached_through_the_proxy_resyncs_after_a_switch(
 
 def test_psync_bytes_pass_through_unchanged(redis_server: RedisServer, inproc_proxy: Factory) -> None:
     proxy: InProcProxy = inproc_proxy(proxy_config(redis_server, admin=False))
+    redis_server.client().config_set("repl-diskless-sync-delay", 0)
     redis_server.client().set("k", "v")
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
         sock.sendall(encode("REPLCONF", "capa", "psync2") + encode("PSYNC", "?", "-1"))
@@ -246,5 +248,4 @@ def test_psync_bytes_pass_through_unchanged(redis_server: RedisServer, inproc_pr
             data += chunk
         assert data.startswith(b"+OK\r\n+FULLRESYNC ")
         sock.sendall(encode("REPLCONF", "ACK", "0"))  # no reply: a replication stream, not commands
-    reader = hiredis.Reader()
-    assert reader is not None
+    assert proxy.controller.gate.inflight == 0
