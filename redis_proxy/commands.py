@@ -63,13 +63,11 @@ REFUSED_REASONS: dict[bytes, str] = {
     b"SYNC": "replication streams cannot pass through the proxy",
     b"PSYNC": "replication streams cannot pass through the proxy",
     b"REPLCONF": "replication streams cannot pass through the proxy",
-    b"CLIENT TRACKING": "CLIENT TRACKING keeps server-side state that is lost when the proxy switches servers",
-    b"CLIENT CACHING": "CLIENT CACHING needs CLIENT TRACKING, which the proxy refuses",
     b"CLIENT REPLY": "CLIENT REPLY OFF/SKIP would make the proxy lose track of which reply answers which command",
 }
 
 # Subcommands of CLIENT that the proxy refuses or tracks; all others pass.
-CLIENT_REFUSED = frozenset({b"TRACKING", b"CACHING", b"REPLY"})
+CLIENT_REFUSED = frozenset({b"REPLY"})
 
 # Blocking commands are listed in session/blocking.py: the proxy unblocks them
 # for a pause and sends them again afterwards.

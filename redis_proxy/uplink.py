@@ -20,7 +20,8 @@ import hiredis
 from redis_proxy.sockets import set_nodelay
 from redis_proxy.commands import is_message, is_subscribe_reply
 from redis_proxy.config import UplinkConfig, parse_tcp_addr
-from redis_proxy.resp import ProtocolError, Reply, ReplyFramer, encode_command
+from redis_proxy.resp import PUSH, ProtocolError, Reply, ReplyFramer, encode_command
+from redis_proxy.session import tracking as client_tracking
 from redis_proxy.tls import client_certificate_hint, uplink_server_hostname
 
 
@@ -51,6 +52,7 @@ class SessionState:
     channels: set[bytes] = field(default_factory=set)
     patterns: set[bytes] = field(default_factory=set)
     shard_channels: set[bytes] = field(default_factory=set)
+    tracking: client_tracking.Tracking | None = None  # CLIENT TRACKING ON (REDIRECT as a proxy client id)
 
     @property
     def subscribed(self) -> bool:
@@ -81,8 +83,12 @@ def auth_command(config: UplinkConfig) -> list[bytes] | None:
     return [b"AUTH", config.password.encode()]
 
 
-def replay_commands(config: UplinkConfig, state: SessionState) -> list[list[bytes]]:
-    """The commands that bring a fresh uplink connection to the client's state (subscriptions aside)."""
+def replay_commands(config: UplinkConfig, state: SessionState, redirect: int | None = None) -> list[list[bytes]]:
+    """The commands that bring a fresh uplink connection to the client's state (subscriptions aside).
+
+    `redirect`: the uplink id, on this server, of the session tracking
+    redirects to (None: tracking is replayed without REDIRECT).
+    """
     commands: list[list[bytes]] = []
     auth = auth_command(config)
     if auth:
@@ -95,6 +101,8 @@ def replay_commands(config: UplinkConfig, state: SessionState) -> list[list[byte
         commands.append([b"CLIENT", b"SETNAME", state.name])
     if state.readonly:
         commands.append([b"READONLY"])
+    if state.tracking is not None:
+        commands += client_tracking.replay_commands(state.tracking, redirect)
     commands.append(CLIENT_ID)
     return commands
 
@@ -254,6 +262,8 @@ class _Handshake:
 
     def _take(self, reply: Reply, start: int, end: int) -> bool:
         """Account for one reply (self.buffer[start:end]); True if it is the handshake's to swallow."""
+        if reply.kind == PUSH and not is_subscribe_reply(reply.first):
+            return False  # an invalidation (tracking was replayed) or a message: the client's, answering nothing
         if self.answered < len(self.commands):
             if self.commands[self.answered] == ROLE:
                 # The exact framer keeps only a reply's first element; a
@@ -339,14 +349,15 @@ class ReadyUplink:
 
 
 async def connect_session(
-    config: UplinkConfig, ssl_context: ssl.SSLContext | None, state: SessionState, timeout: float
+    config: UplinkConfig, ssl_context: ssl.SSLContext | None, state: SessionState, timeout: float,
+    redirect: int | None = None,
 ) -> ReadyUplink:
     """A ready uplink connection for a client: connected, authenticated, session replayed."""
     connection: UplinkConnection = await open_uplink(config, ssl_context, timeout)
     subscriptions, confirmations = subscribe_commands(state)
     try:
         forward, leftover, client_id = await connection.handshake(
-            replay_commands(config, state), subscriptions, confirmations, timeout
+            replay_commands(config, state, redirect), subscriptions, confirmations, timeout
         )
     except BaseException:
         connection.abort()

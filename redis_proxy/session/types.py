@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
+from redis_proxy.session.tracking import SetTracking
+
 # The session's uplink connection: none, being opened, ready.
 NO_UPLINK, CONNECTING, READY = 0, 1, 2
 
@@ -135,7 +137,7 @@ class ResetConnection:
     """RESET ran upstream: the connection is back to RESP2, unsubscribed."""
 
 
-Effect = SetDb | SetName | SetReadonly | SetProtocol | StartTxn | Watch | Exec | ResetConnection
+Effect = SetDb | SetName | SetReadonly | SetProtocol | StartTxn | Watch | Exec | ResetConnection | SetTracking
 
 # -- pending entries -------------------------------------------------------------------
 
@@ -191,6 +193,18 @@ class Replace:
 
 
 @dataclass(frozen=True, slots=True)
+class Rewrite:
+    """One forwarded command whose reply is held back whole and rewritten (client ids: client_ids.rewrite_reply).
+
+    `tracked`: the command also confirms a state change (HELLO), as a Tracked entry would.
+    """
+
+    kind: int
+    sent_at: float
+    tracked: Tracked | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Blocking:
     """A blocking command (BLPOP, XREAD BLOCK, WAIT...) sent outside MULTI."""
 
@@ -199,7 +213,7 @@ class Blocking:
     deadline: float | None  # when its own timeout ends (None: blocks forever)
 
 
-Pending = Plain | Tracked | Subscription | Local | Replace | Blocking
+Pending = Plain | Tracked | Subscription | Local | Replace | Blocking | Rewrite
 
 
 def owed(entry: Pending) -> int:
