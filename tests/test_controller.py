@@ -1095,7 +1095,7 @@ def test_raw_subscriber_keeps_its_stream_across_a_switch(protocol: int, redis_fa
 # -- refused commands ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [("MONITOR",), ("CLIENT", "TRACKING", "ON"), ("client", "tracking", "on", "BCAST")])
+@pytest.mark.parametrize("command", [("MONITOR",)])  # CLIENT TRACKING is forwarded since issue 8 (test_tracking.py)
 def test_monitor_and_client_tracking_are_refused(command: tuple[str, ...], redis_factory: Factory, inproc_proxy: Factory) -> None:
     proxy = start_proxy(inproc_proxy, redis_factory())
     raw = proxy.raw()
