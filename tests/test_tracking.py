@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from inproc import InProcProxy, RawClient, encode, inproc_proxy  # noqa: F401
-from servers import RedisServer, proxy_config
+from servers import RedisServer, proxy_config, wait_until
 
 Factory = Callable[..., Any]
 
@@ -98,6 +98,7 @@ def test_resp2_redirect_pair_across_a_switch(redis_factory: Factory, inproc_prox
     # The target leaves: Redis reports the redirect broken (RESP2: the invalidation is lost).
     call(tracker, "GET", "a", expected=b"$1\r\n2\r\n")
     listener.close()
+    wait_until(lambda: proxy.info()["clients"] == 2, timeout=10, message="the proxy saw the listener leave")
     call(tracker, "CLIENT", "TRACKING", "ON", "REDIRECT", listener_id,
          expected=b"-ERR The client ID you want redirect to does not exist\r\n")
 
@@ -119,8 +120,27 @@ def test_ids_are_the_proxys_and_map_to_the_right_connection(redis_factory: Facto
     # CLIENT UNBLOCK and KILL reach the named client's connection on the new server.
     b.send(("BLPOP", "q", "0"))
     # (UNBLOCK answers 0 until BLPOP has reached the server.)
-    while a.call("CLIENT", "UNBLOCK", b_id) != 1:
-        pass
+    wait_until(lambda: a.call("CLIENT", "UNBLOCK", b_id) == 1, timeout=10, interval=0.001, message="BLPOP unblocked")
     assert b.read() is None
     assert a.call("CLIENT", "KILL", "ID", b_id) == 1
     assert a.call("CLIENT", "KILL", "ID", 424242) == 0
+
+
+def test_optin_caching_yes_before_a_switch_still_tracks_the_next_read(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    """CLIENT CACHING yes on the old server, the read it announces held by the pause and sent to the new one: still tracked."""
+    old, new = redis_factory(), redis_factory()
+    new.client().set("k", "new")
+    proxy: InProcProxy = inproc_proxy(proxy_config(old, admin=False, listen={"addr": "127.0.0.1:0"}))
+    client = proxy.raw()
+    assert client.call("HELLO", "3")
+    call(client, "CLIENT", "TRACKING", "ON", "OPTIN", expected=b"+OK\r\n")
+    call(client, "CLIENT", "CACHING", "yes", expected=b"+OK\r\n")
+    proxy.pause_and_wait(5)
+    client.send(("GET", "k"))  # held
+    proxy.rewrite_config({**proxy.config, "uplink": {"addr": new.addr}})
+    assert proxy.reload()["switched"] is True
+    proxy.unpause()
+    expected = FLUSH_RESP3 + b"$3\r\nnew\r\n"
+    assert read_bytes(client, expected) == expected
+    new.client().set("k", "newer")
+    assert read_bytes(client, invalidate_resp3(b"k")) == invalidate_resp3(b"k")

@@ -106,7 +106,12 @@ def replay_commands(tracking: Tracking, redirect: int | None) -> list[list[bytes
         if flag:
             base.append(name)
     if not tracking.bcast:
-        return [base]
+        # OPTIN: a CLIENT CACHING yes sent on the old connection was meant for
+        # the next command, which may now go to this one; the proxy cannot
+        # tell (the hot path does not look), so the next command is tracked
+        # anyway: one invalidation too many at worst, never a stale cache.
+        # (CLIENT ID, the handshake's last command, keeps the flag.)
+        return [base, [b"CLIENT", b"CACHING", b"YES"]] if tracking.optin else [base]
     named = [p for p in tracking.prefixes if p]
     commands = []
     if named:

@@ -144,6 +144,10 @@ def test_tracking_options_replay() -> None:
         [b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", b"77", b"NOLOOP", b"BCAST"],
     ]
     assert replay_commands(UplinkConfig(addr="127.0.0.1:6379"), state, None)[1] == [b"CLIENT", b"TRACKING", b"ON", b"NOLOOP", b"BCAST"]
+    optin = SessionState(tracking=Tracking(optin=True))
+    assert replay_commands(UplinkConfig(addr="127.0.0.1:6379"), optin)[:2] == [
+        [b"CLIENT", b"TRACKING", b"ON", b"OPTIN"], [b"CLIENT", b"CACHING", b"YES"],  # the next command is tracked
+    ]
 
 
 def test_prefixes_accumulate_and_off_or_reset_clears() -> None:
