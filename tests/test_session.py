@@ -18,7 +18,7 @@ from typing import Any
 import hiredis
 import pytest
 
-from servers import ProxyProcess, RedisServer, proxy_config, wait_until
+from servers import ProxyProcess, RedisServer, proxy_config, uplink_client_id, wait_until
 
 ProxyFactory = Callable[..., ProxyProcess]
 _MORE = object()
@@ -159,7 +159,7 @@ def test_only_whole_commands_are_forwarded(redis_server: RedisServer, proxy: Pro
     direct.close()
 
     client = Raw(proxy.port)
-    uplink_id = client.call("CLIENT", "ID")
+    uplink_id = uplink_client_id(redis_server, client.call("CLIENT", "INFO"))
     client.send(half)
     time.sleep(0.3)
     assert partial_bytes(redis_server, uplink_id) == 0
@@ -170,7 +170,7 @@ def test_only_whole_commands_are_forwarded(redis_server: RedisServer, proxy: Pro
 
     # The same command in 1-byte pieces works; nothing goes up before the last byte.
     client = Raw(proxy.port)
-    uplink_id = client.call("CLIENT", "ID")
+    uplink_id = uplink_client_id(redis_server, client.call("CLIENT", "INFO"))
     set_cmd = cmd("SET", "bytekey", "v a l")
     for byte in set_cmd[:-1]:
         client.send(bytes([byte]))
@@ -291,8 +291,8 @@ def test_select_lands_in_that_db_even_after_uplink_reconnect(redis_server: Redis
     assert direct.get("k5") is None
     assert redis_server.client(db=5).get("k5") == b"five"
     # Kill the idle uplink connection: the proxy reconnects and selects db 5 again.
-    uplink_id = c.client_id()
-    direct.client_kill_filter(_id=uplink_id)
+    uplink_id = uplink_client_id(redis_server, c.client_info())
+    assert direct.client_kill_filter(_id=uplink_id) == 1
     wait_until(lambda: not uplink_alive(redis_server, uplink_id), message="uplink connection killed")
     c.set("k5b", "again")
     assert redis_server.client(db=5).get("k5b") == b"again"
