@@ -60,12 +60,10 @@ _KINDS: dict[bytes, Kind] = {
 
 # Why each refused command is refused; the client sees this text.
 REFUSED_REASONS: dict[bytes, str] = {
-    b"CLIENT TRACKING": "CLIENT TRACKING keeps server-side state that is lost when the proxy switches servers",
-    b"CLIENT CACHING": "CLIENT CACHING needs CLIENT TRACKING, which the proxy refuses",
 }
 
-# Subcommands of CLIENT that the proxy refuses or tracks; all others pass.
-CLIENT_REFUSED = frozenset({b"TRACKING", b"CACHING"})
+# Subcommands of CLIENT that the proxy refuses; all others pass.
+CLIENT_REFUSED: frozenset[bytes] = frozenset()
 
 # Blocking commands are listed in session/blocking.py: the proxy unblocks them
 # for a pause and sends them again afterwards.

@@ -25,6 +25,7 @@ from redis_proxy.gate import Gate
 from redis_proxy.health import HealthChecker
 from redis_proxy.pidfile import PidFileError, remove_pidfile, write_pidfile
 from redis_proxy.raw import RawPipe, raw_protocol_factory
+from redis_proxy.session.client_ids import ClientIds
 from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.protocol import ClientSession
 from redis_proxy.session.unblock import Unblocker
@@ -48,6 +49,7 @@ class Proxy:
         self.controller = Controller(self)
         self.gate: Gate = self.controller.gate
         self.unblocker = Unblocker(self.uplink_settings, self.spawn)
+        self.client_ids = ClientIds()  # the client ids sessions hand out, and their uplink connections' ids
         self.health = HealthChecker(self.uplink_settings)  # /readyz, uplink_up; started by start()
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured

@@ -21,7 +21,8 @@ from redis_proxy.sockets import set_nodelay
 from redis_proxy.commands import is_message, is_subscribe_reply
 from redis_proxy.config import UplinkConfig, parse_tcp_addr
 from redis_proxy.credentials import Credentials
-from redis_proxy.resp import ProtocolError, Reply, ReplyFramer, encode_command
+from redis_proxy.resp import PUSH, ProtocolError, Reply, ReplyFramer, encode_command
+from redis_proxy.session import tracking as client_tracking
 from redis_proxy.tls import client_certificate_hint, uplink_server_hostname
 
 
@@ -55,6 +56,7 @@ class SessionState:
     shard_channels: set[bytes] = field(default_factory=set)
     # listen.auth "passthrough": what the client authenticated as (its repr hides the password).
     credentials: Credentials | None = None
+    tracking: client_tracking.Tracking | None = None  # CLIENT TRACKING ON (REDIRECT as a proxy client id)
 
     @property
     def subscribed(self) -> bool:
@@ -86,13 +88,18 @@ def auth_command(config: UplinkConfig) -> list[bytes] | None:
     return [b"AUTH", config.password.encode()]
 
 
-def replay_commands(config: UplinkConfig, state: SessionState, passthrough: bool = False) -> list[list[bytes]]:
+def replay_commands(
+    config: UplinkConfig, state: SessionState, passthrough: bool = False, redirect: int | None = None
+) -> list[list[bytes]]:
     """The commands that bring a fresh uplink connection to the client's state (subscriptions aside).
 
     With `passthrough` (listen.auth "passthrough") the connection is the
     client's own: it authenticates with the credentials the client's AUTH
     had accepted, or not at all (the default user, as a direct connection),
     never with the proxy's uplink.pass.
+
+    `redirect`: the uplink id, on this server, of the session tracking
+    redirects to (None: tracking is replayed without REDIRECT).
     """
     commands: list[list[bytes]] = []
     if passthrough:
@@ -109,6 +116,8 @@ def replay_commands(config: UplinkConfig, state: SessionState, passthrough: bool
         commands.append([b"CLIENT", b"SETNAME", state.name])
     if state.readonly:
         commands.append([b"READONLY"])
+    if state.tracking is not None:
+        commands += client_tracking.replay_commands(state.tracking, redirect)
     commands.append(CLIENT_ID)
     if state.monitor:
         commands.append(MONITOR)  # last: a monitoring connection may not touch the keyspace
@@ -274,6 +283,8 @@ class _Handshake:
 
     def _take(self, reply: Reply, start: int, end: int) -> bool:
         """Account for one reply (self.buffer[start:end]); True if it is the handshake's to swallow."""
+        if reply.kind == PUSH and not is_subscribe_reply(reply.first):
+            return False  # an invalidation (tracking was replayed) or a message: the client's, answering nothing
         if self.answered < len(self.commands):
             if self.commands[self.answered] == ROLE:
                 # The exact framer keeps only a reply's first element; a
@@ -366,13 +377,14 @@ async def connect_session(
     state: SessionState,
     timeout: float,
     passthrough: bool = False,
+    redirect: int | None = None,
 ) -> ReadyUplink:
     """A ready uplink connection for a client: connected, authenticated, session replayed (see replay_commands)."""
     connection: UplinkConnection = await open_uplink(config, ssl_context, timeout)
     subscriptions, confirmations = subscribe_commands(state)
     try:
         forward, leftover, client_id = await connection.handshake(
-            replay_commands(config, state, passthrough), subscriptions, confirmations, timeout
+            replay_commands(config, state, passthrough, redirect), subscriptions, confirmations, timeout
         )
     except BaseException:
         connection.abort()

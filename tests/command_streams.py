@@ -15,7 +15,12 @@ and avoids the few replies whose order or value depend on the server:
 * HELLO's reply carries the connection's client id: the harness normalizes
   that one field (so no value here is ever the bulk string "id");
 * (P|S)SUBSCRIBE inside MULTI is never generated: the proxy refuses it on
-  purpose (documented in README "Limitations").
+  purpose (documented in README "Limitations");
+* tracking streams (CLIENT TRACKING, CACHING, GETREDIR, TRACKINGINFO) give
+  BCAST a prefix no key has (broadcast invalidations go out when Redis next
+  sleeps, so their place among replies depends on how reads were cut), and
+  never REDIRECT to a live id (ids differ); a client's own writes invalidate
+  its reads in a place that depends only on the stream.
 
 The seed also says what kind of stream it is (see `stream_kind`), so a seed
 alone replays a case.
@@ -29,15 +34,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 SEED_BLOCK = 100_000
-KIND_RESP2, KIND_RESP3, KIND_SWITCH = 0, 1, 2
-KIND_NAMES = {KIND_RESP2: "resp2", KIND_RESP3: "hello3", KIND_SWITCH: "switch"}
+KIND_RESP2, KIND_RESP3, KIND_SWITCH, KIND_TRACKING = 0, 1, 2, 3
+KIND_NAMES = {KIND_RESP2: "resp2", KIND_RESP3: "hello3", KIND_SWITCH: "switch", KIND_TRACKING: "tracking"}
 
 Args = list[bytes]
 
 
 def stream_kind(seed: int) -> int:
-    """Seeds 0..99999 start in RESP2, 100000.. with HELLO 3, 200000.. are switch streams."""
-    return min(seed // SEED_BLOCK, KIND_SWITCH)
+    """Seeds 0..99999 start in RESP2, 100000.. with HELLO 3, 200000.. are switch streams, 300000.. tracking streams."""
+    return min(seed // SEED_BLOCK, KIND_TRACKING)
 
 
 def encode_multibulk(args: Sequence[bytes]) -> bytes:
@@ -112,6 +117,7 @@ class _Generator:
         self.stream_ids: dict[bytes, int] = {}
         self.bigs_left = 2 if self.rng.random() < 0.12 else 0
         self.finished = False
+        self.tracks = stream_kind(seed) == KIND_TRACKING  # other kinds draw nothing for it: their streams stay as they were
 
     # -- output -----------------------------------------------------------------
     def emit(self, *args: bytes | str | int) -> None:
@@ -324,6 +330,34 @@ class _Generator:
         else:
             self.emit("SPUBLISH", rng.choice(sorted(self.shards) or [sh]), self.val())
 
+    # -- client-side caching ---------------------------------------------------------------------
+    def tracking(self) -> None:
+        rng, emit = self.rng, self.emit
+        c = rng.randrange(12)
+        if c < 4:
+            mode = rng.choice([b"", b"BCAST", b"OPTIN", b"OPTOUT", b""])
+            opts: list[bytes] = []
+            if mode == b"BCAST":
+                opts = [mode, b"PREFIX", self.p + b"nomatch%d:" % rng.randrange(2)]
+            elif mode:
+                opts = [mode]
+            if rng.random() < 0.3:
+                opts.append(b"NOLOOP")
+            emit("CLIENT", "TRACKING", "ON", *opts)
+        elif c == 4:
+            emit("CLIENT", "TRACKING", "OFF")
+        elif c < 7:
+            emit("CLIENT", "CACHING", rng.choice([b"yes", b"no", b"maybe"]))
+            self.strings()
+        elif c == 7:
+            emit("CLIENT", "TRACKINGINFO")
+        elif c == 8:
+            emit("CLIENT", "GETREDIR")
+        elif c == 9:
+            emit("CLIENT", "TRACKING", "ON", "REDIRECT", rng.choice([b"0", b"-1", b"abc", b"9223372036854775807"]))
+        else:
+            emit("CLIENT", "TRACKING", *rng.choice([[b"maybe"], [b"ON", b"PREFIX", b"x"], [b"ON", b"OPTIN", b"OPTOUT"], []]))
+
     # -- transactions --------------------------------------------------------------------------
     def transaction(self) -> None:
         self.emit("MULTI")
@@ -388,11 +422,14 @@ class _Generator:
             weights[7] = 20
         actions = [self.data_command, self.error_command, self.transaction, self.watch, self.select,
                    self.hello, self.misc, self.pubsub, lambda: self.emit(rng.choice(["EXEC", "DISCARD"])), self.big]
+        if self.tracks:
+            weights.append(20)
+            actions.append(self.tracking)
         rng.choices(actions, weights)[0]()
 
     def generate(self) -> Stream:
         if stream_kind(self.stream.seed) == KIND_RESP3 or (
-            stream_kind(self.stream.seed) == KIND_SWITCH and self.rng.random() < 0.5
+            stream_kind(self.stream.seed) in (KIND_SWITCH, KIND_TRACKING) and self.rng.random() < 0.5
         ):
             self.emit("HELLO", 3)
             self.proto = 3

@@ -489,6 +489,22 @@ def _is_unix(section: Mapping[str, Any]) -> bool:
     return section.get("network") == "unix" or ":" not in str(section.get("addr", ""))
 
 
+def uplink_client_id(server: RedisServer, proxied_info: bytes | dict[str, Any]) -> int:
+    """The CLIENT ID, on `server`, of the uplink connection of a proxy client, from CLIENT INFO asked through the proxy.
+
+    The proxy shows clients its own ids (issue 8); CLIENT INFO's `addr` (the
+    uplink connection's, as the server sees it) finds the server's one.
+    """
+    if isinstance(proxied_info, dict):
+        addr = str(proxied_info["addr"])
+    else:
+        addr = dict(re.findall(r"(\S+?)=(\S*)", proxied_info.decode()))["addr"]
+    for client in server.client(single_connection_client=True).client_list():
+        if client["addr"] == addr:
+            return int(client["id"])
+    raise AssertionError(f"no connection from {addr} on {server.addr}")
+
+
 def proxy_config(
     uplink: RedisServer | str,
     *,

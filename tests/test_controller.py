@@ -1092,27 +1092,6 @@ def test_raw_subscriber_keeps_its_stream_across_a_switch(protocol: int, redis_fa
     assert raw.call("GET", "k") == (b"new" if protocol == 3 else None)
 
 
-# -- refused commands ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("command", [("CLIENT", "TRACKING", "ON"), ("client", "tracking", "on", "BCAST")])
-def test_monitor_and_client_tracking_are_refused(command: tuple[str, ...], redis_factory: Factory, inproc_proxy: Factory) -> None:
-    proxy = start_proxy(inproc_proxy, redis_factory())
-    raw = proxy.raw()
-    reply = raw.call(*command)
-    assert isinstance(reply, hiredis.ReplyError), reply
-    text = str(reply)
-    assert text.startswith("ERR ") and "not supported by redis-proxy" in text, text
-    assert raw.call("PING") == b"PONG"
-    client = warm(proxy.client())
-    with pytest.raises(redis.ResponseError, match="not supported by redis-proxy"):
-        client.execute_command(*command)
-    assert client.ping()
-
-
-# -- SIGHUP on a real subprocess -------------------------------------------------------------------------------------
-
-
 def test_sighup_reload_switches_a_subprocess_proxy(redis_factory: Factory, proxy_factory: Factory) -> None:
     old, new = redis_factory(), redis_factory(password="pw")
     old.client().set(b"where", b"old")

@@ -32,13 +32,14 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from command_streams import KIND_NAMES, KIND_SWITCH, SEED_BLOCK, Stream, make_stream, stream_kind  # noqa: E402
+from command_streams import KIND_NAMES, KIND_SWITCH, KIND_TRACKING, SEED_BLOCK, Stream, make_stream, stream_kind  # noqa: E402
 from servers import ProxyProcess, RedisServer, proxy_config, wait_until  # noqa: E402
 
 STREAM_TIMEOUT = 30.0  # seconds for all replies of one stream
 CONTEXT = 200  # bytes of context either side of the first difference
 BATCHES, PER_BATCH = 10, 10  # 100 RESP2 streams and 100 HELLO 3 streams
 SWITCH_BATCHES, SWITCH_PER_BATCH = 4, 5  # 20 switch streams
+TRACKING_BATCHES = 3  # 30 streams with CLIENT TRACKING (half of them RESP3)
 DIRECT = os.environ.get("REDIS_PROXY_DIFF_DIRECT", "") not in ("", "0")
 ONLY_SEED = int(os.environ["REDIS_PROXY_DIFF_SEED"]) if os.environ.get("REDIS_PROXY_DIFF_SEED") else None
 
@@ -229,6 +230,12 @@ def test_streams_starting_with_hello_3(pair: Pair, batch: int) -> None:
     fail_if_any(check_streams(pair, seeds), len(seeds))
 
 
+@pytest.mark.parametrize("batch", range(TRACKING_BATCHES))
+def test_streams_with_client_tracking(pair: Pair, batch: int) -> None:
+    seeds = batch_seeds(KIND_TRACKING * SEED_BLOCK, batch, PER_BATCH)
+    fail_if_any(check_streams(pair, seeds), len(seeds))
+
+
 def test_harness_direct_vs_direct() -> None:
     """The harness itself: two plain redis-servers must always agree (else the generator is not deterministic)."""
     if ONLY_SEED is not None:
@@ -236,6 +243,7 @@ def test_harness_direct_vs_direct() -> None:
     p, _ = open_pair(direct=True)
     try:
         seeds = list(range(0, 100, 9)) + list(range(SEED_BLOCK, SEED_BLOCK + 100, 9)) + [2 * SEED_BLOCK + 3]
+        seeds += list(range(KIND_TRACKING * SEED_BLOCK, KIND_TRACKING * SEED_BLOCK + 30, 3))
         fail_if_any(check_streams(p, seeds), len(seeds))
     finally:
         p.ref.close()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from servers import recv_line, ProxyProcess, RedisServer, free_port, proxy_config, wait_until
+from servers import recv_line, ProxyProcess, RedisServer, free_port, proxy_config, uplink_client_id, wait_until
 
 ProxyFactory = Callable[..., ProxyProcess]
 
@@ -88,7 +88,7 @@ def test_unix_sockets_for_listen_listen_raw_and_uplink(
     )
     client = proxy.client(single_connection_client=True)  # over the unix listen socket
     assert client.set("k", "via-unix") and client.get("k") == b"via-unix"
-    assert "U" in client_info(server, client.client_id())["flags"]  # the uplink is a unix socket too
+    assert "U" in client_info(server, uplink_client_id(server, client.client_info()))["flags"]  # the uplink is a unix socket too
 
     wait_until(lambda: unix(listen_raw, timeout=1), message="listen_raw accepts connections")
     raw = unix(listen_raw)

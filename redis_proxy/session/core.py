@@ -26,6 +26,8 @@ from redis_proxy.gate import Gate
 from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, encode_command
 from redis_proxy.session import routing
 from redis_proxy.session.blocking import can_reissue
+from redis_proxy.session.client_ids import REWRITE_GETREDIR, REWRITE_HELLO, REWRITE_ID, REWRITE_TRACKINGINFO, ClientIds
+from redis_proxy.session.client_ids import map_id_arg, rewrite_reply
 from redis_proxy.session.hotpath import has_special
 from redis_proxy.session.guard import close_for_query_buffer, close_if_idle, frame_after_auth
 from redis_proxy.session.limits import ClientLimits
@@ -33,9 +35,10 @@ from redis_proxy.session.replies import ReplyAccounting
 from redis_proxy.session.reply_mode import ReplyMode
 from redis_proxy.session.types import (
     CONNECTING, NO_UPLINK, READY, Action, After, Blocking, CloseUplink, ConnectUplink, Exec, Held, HeldLocal, Local, Log,
-    Pending, Plain, ReadClient, Replace, ResetConnection, SetDb, SetName, SetProtocol, SetReadonly, SetTimer, StartMonitor,
-    StartTxn, Subscription, Tracked, Unblock, WriteClient, WriteUplink, Watch,
+    Pending, Plain, ReadClient, Replace, ResetConnection, Rewrite, SetDb, SetName, SetProtocol, SetReadonly, SetTimer,
+    StartMonitor, StartTxn, Subscription, Tracked, Unblock, WriteClient, WriteUplink, Watch,
 )
+from redis_proxy.session.tracking import SetTracking, flush_message
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import SessionState
 
@@ -53,6 +56,7 @@ class SessionCore(ReplyAccounting):
         clock: Callable[[], float],
         limits: ClientLimits = ClientLimits(),
         passthrough: bool = False,
+        ids: ClientIds | None = None,
     ) -> None:
         super().__init__(gate, stats, clock)
         self.password = password
@@ -80,6 +84,9 @@ class SessionCore(ReplyAccounting):
         self.streaming = False  # SYNC/PSYNC: an unmanaged byte stream to the uplink from then on
         # Anything that takes every command off the hot path (CLIENT REPLY OFF/SKIP, a stream).
         self.offpath = False
+        self.ids = ids if ids is not None else ClientIds()  # shared by the proxy's sessions (client_ids.py)
+        self.proxy_id = self.ids.register(self._expect_pushes)  # the client id this client sees
+        self.pushes = False  # invalidations may arrive unasked (tracking): replies are framed exactly
 
     # -- what routing and the controller read ----------------------------------------
 
@@ -94,6 +101,10 @@ class SessionCore(ReplyAccounting):
     @property
     def in_txn(self) -> bool:
         return self.in_multi or self.watching
+
+    def client_arg(self, arg: bytes) -> bytes:
+        """A client id as this client gave it, as the uplink server knows it (routing's SessionView)."""
+        return map_id_arg(arg, self.ids, self.gate.generation)
 
     @property
     def held(self) -> int:
@@ -351,6 +362,13 @@ class SessionCore(ReplyAccounting):
         elif t is routing.Stream:
             self._start_stream(wire)
 
+        elif t is routing.Forward:
+            assert isinstance(decision, routing.Forward)
+            if decision.rewrite == REWRITE_ID:
+                self.ids.asked(self.proxy_id)  # it may be named as a redirect target: kept connected across switches
+            entry = Rewrite(decision.rewrite, now) if decision.rewrite else Plain(1, now)
+            self._send([decision.wire] if decision.wire is not None else wire, entry, 1)
+
     # -- CLIENT REPLY OFF/SKIP, and replication streams (the hot path is off for both) ---------------
 
     def _update_offpath(self) -> None:
@@ -464,6 +482,7 @@ class SessionCore(ReplyAccounting):
         self.uplink_auth = auth
         self.uplink_gen = generation
         self.uplink_id = client_id
+        self.ids.set_uplink(self.proxy_id, generation, client_id)
         self.replies = ReplyFramer()
         self.replies.set_fast_path(self.specials == 0)
         self.sync_subscriptions(self.state)
@@ -481,6 +500,7 @@ class SessionCore(ReplyAccounting):
     def uplink_failed(self, reason: str) -> list[Action]:
         """The uplink could not be reached: every held command gets an error, in order."""
         self.uplink = NO_UPLINK
+        self.ids.clear_uplink(self.proxy_id)
         self.stats.uplink_failures += 1
         if self.state.subscribed and not self.queue:
             self._fail(f"ERR upstream unavailable: {reason}")
@@ -513,10 +533,11 @@ class SessionCore(ReplyAccounting):
         stale_and_idle = self.uplink_gen != self.gate.generation and self._stream_idle() and not self.unblocking
         self.uplink = NO_UPLINK
         self.uplink_id = None
+        self.ids.clear_uplink(self.proxy_id)
         self.stats.uplink_failures += 1
         if stale_and_idle and not self.streaming:
-            if self.state.subscribed or self.state.monitor or self.queue:
-                self._want_uplink()
+            self._retire_uplink()
+            self._after_retire()
             return self._take_actions()
         # Logged once per interval for all clients by the I/O layer.
         self._close(f"uplink connection lost ({reason})", logging.DEBUG)
@@ -632,6 +653,7 @@ class SessionCore(ReplyAccounting):
         self._settle()
         self.queue.clear()
         self._set_txn(False, False)
+        self.ids.unregister(self.proxy_id)
 
     # -- the uplink connection's life -----------------------------------------------------------
 
@@ -640,28 +662,79 @@ class SessionCore(ReplyAccounting):
         if not self._uplink_stale() or not self._stream_idle():
             return
         self._retire_uplink()
-        if self.state.subscribed or self.state.monitor:
-            self._want_uplink()  # messages (and MONITOR's stream) must keep flowing, paused or not
+        self._after_retire()
+
+    def _after_retire(self) -> None:
+        if self._keeps_connected():
+            self._want_uplink()
         elif self.queue and self._gate_allows():
             self._drain()
+
+    def _keeps_connected(self) -> bool:
+        """Messages, MONITOR's stream and invalidations must keep flowing, paused or not; a
+        session whose id was asked may be named as a redirect target."""
+        return self.state.subscribed or self.state.monitor or self._invalidated() or self.ids.wanted(self.proxy_id)
 
     def _retire_uplink(self) -> None:
         self.uplink = NO_UPLINK
         self.uplink_id = None
+        self.ids.clear_uplink(self.proxy_id)
         self.actions.append(CloseUplink())
+        # The new server has never seen this client's reads: it is told to
+        # drop everything it caches, as Redis tells it on FLUSHALL (at a reply
+        # boundary: the stream is idle).
+        state = self.state
+        flush = flush_message(state.tracking, self.ids.is_target(self.proxy_id), state.channels, self.reply_resp3)
+        if flush:
+            self._emit(Local(flush, After.NOTHING))
+
+    # -- client ids and tracking (client_ids.py, tracking.py) --------------------------------------
+
+    def _invalidated(self) -> bool:
+        """Whether this client receives invalidations (or its tracking must be kept on the server)."""
+        return self.state.tracking is not None or self.ids.is_target(self.proxy_id)
+
+    def _expect_pushes(self) -> None:
+        """Invalidation pushes may arrive unasked from now on: count replies exactly, not per read."""
+        if not self.pushes:
+            self.pushes = True
+            self._special(1)
+
+    def _tracking_changed(self) -> None:
+        tracking = self.state.tracking
+        self.ids.set_redirect(self.proxy_id, tracking.redirect if tracking is not None else 0)
+
+    def _rewrite(self, kind: int, data: bytes) -> bytes:
+        redirect = self.state.tracking.redirect if self.state.tracking is not None else 0
+        redirect_field = kind == REWRITE_GETREDIR or kind == REWRITE_TRACKINGINFO
+
+        def to_proxy(uplink_id: int) -> int | None:
+            if uplink_id == self.uplink_id:
+                return self.proxy_id
+            pid = self.ids.proxy_id(self.uplink_gen, uplink_id)
+            # A redirect target that has gone: Redis still reports its id.
+            return pid if pid is not None or not redirect_field or not redirect else redirect
+
+        return rewrite_reply(kind, data, self.proxy_id, to_proxy)
 
     # -- applying decisions ------------------------------------------------------------------------
 
     def _track(self, decision: routing.Track, wire: list[bytes], now: float) -> None:
         effect = decision.effect
         entry = Tracked(effect, now, self.in_multi)
+        sent: Pending = entry
         if type(effect) is SetProtocol and not self.in_multi:
             # Commands pipelined behind HELLO are in the new protocol; a refusal puts it back.
             self.state.resp3 = effect.resp3
             self.latest_hello = entry
+            sent = Rewrite(REWRITE_HELLO, now, entry)  # its `id` is the proxy's
         elif type(effect) is SetProtocol:
             self.txn_hello = True
-        self._send([decision.wire] if decision.wire is not None else wire, entry, 1)
+        elif type(effect) is SetTracking:
+            self._expect_pushes()
+            if effect.on is not None and effect.on.redirect:
+                self.ids.naming(effect.on.redirect)
+        self._send([decision.wire] if decision.wire is not None else wire, sent, 1)
 
     def _subscribe(self, decision: routing.Subscribe, wire: list[bytes], now: float) -> None:
         target = self._subscription_set(decision.kind)

@@ -19,6 +19,7 @@ from redis_proxy.credentials import Credentials
 from redis_proxy.gate import STOPPING, Gate
 from redis_proxy.ratelog import peer_events
 from redis_proxy.resp import encode_command
+from redis_proxy.session.client_ids import ClientIds
 from redis_proxy.session.core import SessionCore
 from redis_proxy.session.limits import MAX_CLIENTS_ERROR, ClientLimits, admits
 from redis_proxy.session.trace import REDACTED, describe, describe_command, has_secret_reply
@@ -45,6 +46,7 @@ class SessionContext(Protocol):
     stats: Stats
     sessions: set[ClientSession]
     unblocker: Unblocker
+    client_ids: ClientIds
 
     @property
     def log_messages(self) -> bool: ...
@@ -63,7 +65,8 @@ class ClientSession(asyncio.Protocol):
         self.context = context
         self.limits = context.client_limits
         self.core = SessionCore(
-            context.gate, context.stats, context.listen_password, time.monotonic, self.limits, context.passthrough_auth
+            context.gate, context.stats, context.listen_password, time.monotonic, self.limits, context.passthrough_auth,
+            context.client_ids,
         )
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -297,7 +300,10 @@ class ClientSession(asyncio.Protocol):
     async def _open_uplink(self, generation: int) -> None:
         config, context = self.context.uplink_settings()
         try:
-            ready = await connect_session(config, context, self.core.state, CONNECT_TIMEOUT, self.core.passthrough)
+            redirect = await self._redirect_target(generation)
+            ready = await connect_session(
+                config, context, self.core.state, CONNECT_TIMEOUT, self.core.passthrough, redirect
+            )
         except UplinkError as exc:
             self._connect_task = None
             _uplink_failures_log.warning("connect", "client %s: %s", self.peer, exc)
@@ -332,6 +338,40 @@ class ClientSession(asyncio.Protocol):
         for data in (ready.leftover, *unclaimed):
             if data and self.uplink is uplink:
                 self.uplink_data(data)
+
+    async def _redirect_target(self, generation: int) -> int | None:
+        """The uplink id, on the server of `generation`, of the session this client's tracking redirects to.
+
+        After a switch both sessions reconnect at once, in any order: this
+        one waits (at most CONNECT_TIMEOUT) for the target's new connection.
+        None (tracking replayed without REDIRECT) when there is no redirect,
+        the target has gone, is itself (its new id is not known before the
+        replay), or did not reconnect in time.
+        """
+        tracking = self.core.state.tracking
+        target = tracking.redirect if tracking is not None else 0
+        if not target or target == self.core.proxy_id:
+            return None
+        ids = self.context.client_ids
+        deadline = self.loop.time() + CONNECT_TIMEOUT
+        while ids.alive(target):
+            target_generation, uplink_id = ids.uplink_of(target)
+            if target_generation == generation and uplink_id is not None:
+                return uplink_id
+            if target_generation > generation or self.loop.time() >= deadline:
+                return None
+            changed: asyncio.Future[None] = self.loop.create_future()
+
+            def wake(changed: asyncio.Future[None] = changed) -> None:
+                if not changed.done():
+                    changed.set_result(None)
+
+            ids.watch(target, wake)
+            try:
+                await asyncio.wait_for(changed, deadline - self.loop.time())
+            except TimeoutError:
+                return None
+        return None
 
     def _trace(self, direction: str, command: list[bytes]) -> None:
         log.info("client %s %s %s", self.peer, direction, describe_command(command))

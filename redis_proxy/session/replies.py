@@ -20,7 +20,8 @@ from redis_proxy.session.hotpath import is_push
 from redis_proxy.session.routing import error
 from redis_proxy.session.types import (
     Action, After, Blocking, CloseClient, CloseUplink, Effect, Exec, Local, Pending, Plain, Replace, ResetConnection,
-    SetAuth, SetDb, SetName, SetProtocol, SetReadonly, SetTimer, StartMonitor, StartTxn, Subscription, Tracked, Watch,
+    Rewrite, SetAuth, SetDb, SetName, SetProtocol, SetReadonly, SetTimer, SetTracking, StartMonitor, StartTxn, Subscription,
+    Tracked, Watch,
     WriteClient, owed,
 )
 from redis_proxy.stats import Stats
@@ -67,6 +68,12 @@ class ReplyAccounting:
     def _maybe_finish(self) -> None:
         raise NotImplementedError
 
+    def _rewrite(self, kind: int, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _tracking_changed(self) -> None:
+        raise NotImplementedError
+
     # -- recording what is owed ----------------------------------------------------------------
 
     def _expect(self, entry: Pending, count: int) -> None:
@@ -74,7 +81,7 @@ class ReplyAccounting:
         if not pending:
             self.left = count
         pending.append(entry)
-        if type(entry) is Local or type(entry) is Replace:
+        if type(entry) is Local or type(entry) is Replace or type(entry) is Rewrite:
             self._special(1)
         if count:
             self.outstanding += count
@@ -146,7 +153,7 @@ class ReplyAccounting:
                     gate.check_idle()
                 return
         for value in replies:
-            self._take(value, False)  # nothing to replace here: that needs specials
+            self._take(value, None)  # nothing to replace here: that needs specials
             if self.closing:
                 return
 
@@ -168,11 +175,11 @@ class ReplyAccounting:
             if self.partial is not None:
                 whole = bytes(self.partial) + segment
                 self.partial = None
-                verdict = self._take(value, True)
+                verdict = self._take(value, whole)
                 out.append(whole if verdict is None else verdict)
             else:
                 out.append(segment)
-                self._take(value, False)
+                self._take(value, None)
             out.extend(self._head_locals())
             if self.closing:
                 break
@@ -195,7 +202,7 @@ class ReplyAccounting:
         if not pending:
             return False
         head = pending[0]
-        return type(head) is Replace or head is self.unblocking
+        return type(head) is Replace or type(head) is Rewrite or head is self.unblocking
 
     def _head_locals(self) -> list[bytes]:
         """Replies of the proxy's own that reached the head: they go out now, in order."""
@@ -212,8 +219,8 @@ class ReplyAccounting:
                 self._close("closed as asked (QUIT) or after a protocol error")
         return out
 
-    def _take(self, value: object, held_back: bool) -> bytes | None:
-        """Account for one whole reply. Returns None to pass it on, or the bytes to write instead."""
+    def _take(self, value: object, held: bytes | None) -> bytes | None:
+        """Account for one whole reply (`held`: all of it, when it was held back). Returns None to pass it on, or the bytes to write instead."""
         reply: Reply | None = None
         if self.monitoring:
             reply = as_reply(value)
@@ -246,19 +253,26 @@ class ReplyAccounting:
             assert isinstance(head, Replace)
             verdict = head.data
             self.left -= 1
+        elif kind is Rewrite:
+            assert isinstance(head, Rewrite)
+            if head.tracked is not None:
+                self._confirm(head.tracked, reply or as_reply(value))
+            self.left -= 1
+            if held is not None:
+                verdict = self._rewrite(head.kind, held)
         elif kind is Blocking:
             assert isinstance(head, Blocking)
             self.left -= 1
             if head is self.unblocking:
                 self.unblocking = None
                 self._special(-1)
-                verdict = self._unblocked(head, reply or as_reply(value)) if held_back else None
+                verdict = self._unblocked(head, reply or as_reply(value)) if held is not None else None
         if self.left == 0:
             pending.popleft()
             assert not isinstance(head, Local)
             self._answered(head.sent_at, owed(head))
             self.left = owed(pending[0]) if pending else 0
-            if kind is Replace:
+            if kind is Replace or kind is Rewrite:
                 self._special(-1)
         return verdict
 
@@ -396,7 +410,11 @@ class ReplyAccounting:
             # RESET was sent: the reply to a command pipelined before it (an
             # AUTH, a SELECT) arrives after RESET was sent, and RESET undid it.
             state.db, state.name, state.readonly, state.credentials = 0, None, False, None
-            state.monitor = False
+            state.monitor, state.tracking = False, None
+            self._tracking_changed()
+        elif type(effect) is SetTracking:
+            state.tracking = effect.applied_to(state.tracking)
+            self._tracking_changed()
 
     def _set_txn(self, in_multi: bool, watching: bool) -> None:
         was = self.in_multi or self.watching

@@ -15,7 +15,11 @@ from redis_proxy.credentials import Credentials
 from redis_proxy.passwords import password_matches
 from redis_proxy.resp import encode_command
 from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, kind_of
+from redis_proxy.session import tracking
 from redis_proxy.session.blocking import BLOCKING_NAMES, blocking_timeout
+from redis_proxy.session.client_ids import (
+    REWRITE_GETREDIR, REWRITE_ID, REWRITE_INFO, REWRITE_TRACKINGINFO, map_client_command,
+)
 from redis_proxy.session.reply_mode import MODES
 from redis_proxy.session.types import After, Effect, SetAuth, SetDb, SetName, SetProtocol, SetReadonly
 
@@ -56,6 +60,7 @@ class SessionView(Protocol):
     def subscribed(self) -> bool: ...
     @property
     def password(self) -> bytes | None: ...
+    def client_arg(self, arg: bytes) -> bytes: ...  # a client id as given, as the uplink knows it (client_ids.py)
 
 
 # -- decisions -----------------------------------------------------------------------
@@ -129,7 +134,15 @@ class ReplyMode:
     mode: bytes
 
 
-Decision = Answer | Refuse | Track | Subscribe | Block | Txn | Reset | Monitor | Stream | ReplyMode | None
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Forward `wire` (client ids mapped) instead of the client's bytes when set; `rewrite`: the reply's ids too (0: no)."""
+
+    wire: bytes | None
+    rewrite: int = 0
+
+
+Decision = Answer | Refuse | Track | Subscribe | Block | Txn | Reset | Forward | Monitor | Stream | ReplyMode | None
 
 _SUB_KIND = {
     b"SUBSCRIBE": b"SUBSCRIBE",
@@ -186,7 +199,9 @@ def route(command: list[bytes], view: SessionView) -> Decision:
                 # Queued, it would change which replies EXEC's own reply holds back.
                 return Refuse(error("ERR CLIENT REPLY inside MULTI is not supported by redis-proxy"))
             return ReplyMode(command[2].upper())
-        return None  # a malformed CLIENT REPLY: Redis answers the error
+        if sub == b"REPLY":
+            return None  # a malformed CLIENT REPLY: Redis answers the error
+        return _client_ids(sub, command, view)
     if kind == Kind.MONITOR:
         return None if view.in_multi else Monitor()  # inside MULTI, Redis refuses it
     if kind == Kind.SYNC:
@@ -213,6 +228,33 @@ def route(command: list[bytes], view: SessionView) -> Decision:
     if kind in (Kind.WATCH, Kind.UNWATCH):
         # Inside MULTI, WATCH is refused and UNWATCH queued (EXEC unwatches anyway).
         return None if view.in_multi else Txn(kind)
+    return None
+
+
+# CLIENT subcommands whose replies carry client ids: the proxy's own are shown.
+_REWRITES = {
+    b"ID": REWRITE_ID, b"INFO": REWRITE_INFO, b"LIST": REWRITE_INFO, b"GETREDIR": REWRITE_GETREDIR,
+    b"TRACKINGINFO": REWRITE_TRACKINGINFO,
+}
+
+
+def _client_ids(sub: bytes, command: list[bytes], view: SessionView) -> Decision:
+    """CLIENT subcommands that take or give client ids (client_ids.py); CLIENT TRACKING is tracked state (tracking.py)."""
+    if sub == b"TRACKING":
+        parsed = tracking.parse(command[2:])
+        if parsed is None:
+            return None  # Redis answers the syntax error
+        effect, redirects = parsed
+        if not redirects:
+            return Track(effect)
+        wire = list(command)
+        for i in redirects:
+            wire[2 + i] = view.client_arg(command[2 + i])
+        return Track(effect, encode_command(wire))
+    rewrite = _REWRITES.get(sub, 0)
+    mapped = map_client_command(command, view.client_arg) if sub in (b"KILL", b"UNBLOCK", b"LIST") else None
+    if rewrite or mapped is not None:
+        return Forward(encode_command(mapped) if mapped is not None else None, rewrite)
     return None
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from redis_proxy.credentials import Credentials
+from redis_proxy.session.tracking import SetTracking
 
 # The session's uplink connection: none, being opened, ready.
 NO_UPLINK, CONNECTING, READY = 0, 1, 2
@@ -150,7 +151,10 @@ class ResetConnection:
     """RESET ran upstream: the connection is back to RESP2, unsubscribed (and the default user)."""
 
 
-Effect = SetDb | SetName | SetReadonly | SetProtocol | SetAuth | StartTxn | Watch | Exec | StartMonitor | ResetConnection
+Effect = (
+    SetDb | SetName | SetReadonly | SetProtocol | SetAuth | StartTxn | Watch | Exec | StartMonitor | ResetConnection
+    | SetTracking
+)
 
 # -- pending entries -------------------------------------------------------------------
 
@@ -206,6 +210,18 @@ class Replace:
 
 
 @dataclass(frozen=True, slots=True)
+class Rewrite:
+    """One forwarded command whose reply is held back whole and rewritten (client ids: client_ids.rewrite_reply).
+
+    `tracked`: the command also confirms a state change (HELLO), as a Tracked entry would.
+    """
+
+    kind: int
+    sent_at: float
+    tracked: Tracked | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Blocking:
     """A blocking command (BLPOP, XREAD BLOCK, WAIT...) sent outside MULTI."""
 
@@ -214,7 +230,7 @@ class Blocking:
     deadline: float | None  # when its own timeout ends (None: blocks forever)
 
 
-Pending = Plain | Tracked | Subscription | Local | Replace | Blocking
+Pending = Plain | Tracked | Subscription | Local | Replace | Blocking | Rewrite
 
 
 def owed(entry: Pending) -> int:
