@@ -2,8 +2,8 @@
 
 Most commands are forwarded untouched and never looked at beyond their name.
 The few listed here change per-connection state the proxy has to track (so it
-can replay it on a new uplink), are answered by the proxy itself, or cannot
-be carried across an uplink switch and are refused.
+can replay it on a new uplink), are answered by the proxy itself, or change
+what the connection is (MONITOR, SYNC/PSYNC).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ class Kind(IntEnum):
     CLIENT = 12
     READONLY = 13
     READWRITE = 14
-    REFUSED = 15
     RESET = 16
     MONITOR = 17
     SYNC = 18  # SYNC and PSYNC: the connection becomes a replication stream
@@ -57,13 +56,6 @@ _KINDS: dict[bytes, Kind] = {
     b"SYNC": Kind.SYNC,
     b"PSYNC": Kind.SYNC,
 }
-
-# Why each refused command is refused; the client sees this text.
-REFUSED_REASONS: dict[bytes, str] = {
-}
-
-# Subcommands of CLIENT that the proxy refuses; all others pass.
-CLIENT_REFUSED: frozenset[bytes] = frozenset()
 
 # Blocking commands are listed in session/blocking.py: the proxy unblocks them
 # for a pause and sends them again afterwards.

@@ -239,13 +239,16 @@ def test_psync_bytes_pass_through_unchanged(redis_server: RedisServer, inproc_pr
     proxy: InProcProxy = inproc_proxy(proxy_config(redis_server, admin=False))
     redis_server.client().config_set("repl-diskless-sync-delay", 0)
     redis_server.client().set("k", "v")
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
-        sock.sendall(encode("REPLCONF", "capa", "psync2") + encode("PSYNC", "?", "-1"))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as sock:
+        # As a Redis 7 replica asks: diskless (EOF-marked) RDB, PSYNC2.
+        sock.sendall(encode("REPLCONF", "capa", "eof", "capa", "psync2") + encode("PSYNC", "?", "-1"))
         data = b""
-        while b"REDIS" not in data:  # +OK, +FULLRESYNC <id> <offset>, then $<len> and the RDB
+        deadline = time.monotonic() + 20
+        while b"REDIS" not in data:  # +OK, +FULLRESYNC <id> <offset>, then $EOF:<mark> and the RDB
+            assert time.monotonic() < deadline, data
             chunk = sock.recv(65536)
             assert chunk, data
             data += chunk
-        assert data.startswith(b"+OK\r\n+FULLRESYNC ")
+        assert data.startswith(b"+OK\r\n+FULLRESYNC "), data[:100]
         sock.sendall(encode("REPLCONF", "ACK", "0"))  # no reply: a replication stream, not commands
     assert proxy.controller.gate.inflight == 0

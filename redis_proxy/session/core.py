@@ -403,6 +403,8 @@ class SessionCore(ReplyAccounting):
             self._send_silent([decision.wire] if decision.wire is not None else wire)
             self.authed = self.authed or decision.authenticate
             self._apply_effect(decision.effect)
+        elif isinstance(decision, routing.Forward):
+            self._send_silent([decision.wire] if decision.wire is not None else wire)  # ids mapped; no reply to rewrite
         elif t is routing.Answer:  # the proxy's own reply: not sent either
             assert isinstance(decision, routing.Answer)
             self.authed = self.authed or decision.authenticate

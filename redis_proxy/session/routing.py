@@ -14,7 +14,7 @@ from typing import Protocol
 from redis_proxy.credentials import Credentials
 from redis_proxy.passwords import password_matches
 from redis_proxy.resp import encode_command
-from redis_proxy.commands import CLIENT_REFUSED, REFUSED_REASONS, Kind, kind_of
+from redis_proxy.commands import Kind, kind_of
 from redis_proxy.session import tracking
 from redis_proxy.session.blocking import BLOCKING_NAMES, blocking_timeout
 from redis_proxy.session.client_ids import (
@@ -185,13 +185,8 @@ def route(command: list[bytes], view: SessionView) -> Decision:
         return _auth(command[1:], view)
     if kind == Kind.HELLO:
         return _hello(command, view)
-    if kind == Kind.REFUSED:
-        return Refuse(error(f"ERR {name.decode()} is not supported by redis-proxy: {REFUSED_REASONS[name]}"))
     if kind == Kind.CLIENT and len(command) > 1:
         sub = command[1].upper()
-        if sub in CLIENT_REFUSED:
-            reason = REFUSED_REASONS[b"CLIENT " + sub]
-            return Refuse(error(f"ERR CLIENT {sub.decode()} is not supported by redis-proxy: {reason}"))
         if sub == b"SETNAME" and len(command) == 3:
             return Track(SetName(command[2] or None))
         if sub == b"REPLY" and len(command) == 3 and command[2].upper() in MODES:

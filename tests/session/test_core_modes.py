@@ -76,6 +76,13 @@ def test_a_subscription_while_replies_are_off_closes() -> None:
     assert CloseClient in kinds(actions) and cmd("MULTI") not in upstream(actions)
 
 
+def test_client_commands_with_ids_are_sent_silently() -> None:
+    core, gate, _ = ready()
+    actions = core.client_data(cmd("CLIENT", "REPLY", "OFF") + cmd("CLIENT", "ID") + cmd("CLIENT", "KILL", "ID", "99"))
+    assert CloseClient not in kinds(actions) and gate.inflight == 0
+    assert cmd("CLIENT", "ID") in upstream(actions)
+
+
 def test_a_new_uplink_connection_gets_the_reply_mode() -> None:
     core, gate, _ = ready()
     core.client_data(cmd("CLIENT", "REPLY", "OFF"))

@@ -138,12 +138,12 @@ def test_redirect_target_subscribed_in_resp2_gets_the_flush_message() -> None:
 
 def test_tracking_options_replay() -> None:
     state = SessionState(tracking=Tracking(redirect=3, bcast=True, noloop=True, prefixes=(b"a", b"", b"b")))
-    commands = replay_commands(UplinkConfig(addr="127.0.0.1:6379"), state, 77)
+    commands = replay_commands(UplinkConfig(addr="127.0.0.1:6379"), state, redirect=77)
     assert commands[:2] == [
         [b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", b"77", b"NOLOOP", b"BCAST", b"PREFIX", b"a", b"PREFIX", b"b"],
         [b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", b"77", b"NOLOOP", b"BCAST"],
     ]
-    assert replay_commands(UplinkConfig(addr="127.0.0.1:6379"), state, None)[1] == [b"CLIENT", b"TRACKING", b"ON", b"NOLOOP", b"BCAST"]
+    assert replay_commands(UplinkConfig(addr="127.0.0.1:6379"), state, redirect=None)[1] == [b"CLIENT", b"TRACKING", b"ON", b"NOLOOP", b"BCAST"]
     optin = SessionState(tracking=Tracking(optin=True))
     assert replay_commands(UplinkConfig(addr="127.0.0.1:6379"), optin)[:2] == [
         [b"CLIENT", b"TRACKING", b"ON", b"OPTIN"], [b"CLIENT", b"CACHING", b"YES"],  # the next command is tracked
