@@ -12,36 +12,14 @@ from redis_proxy.credentials import Credentials
 from redis_proxy.gate import Gate
 from redis_proxy.session.core import SessionCore
 from redis_proxy.session.routing import POISON
-from redis_proxy.session.types import Action, ConnectUplink, SetAuth, Tracked, WriteClient, WriteUplink
+from redis_proxy.session.types import ConnectUplink, SetAuth, Tracked
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import SessionState, replay_commands
 
+from test_core import Clock, cmd, to_client, upstream
+
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 ALICE = Credentials(b"alice", b"alice-pw")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def cmd(*args: str | bytes) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-def to_client(actions: list[Action]) -> bytes:
-    return b"".join(a.data for a in actions if isinstance(a, WriteClient))
-
-
-def upstream(actions: list[Action]) -> bytes:
-    return b"".join(b"".join(a.chunks) for a in actions if isinstance(a, WriteUplink))
 
 
 def passthrough() -> tuple[SessionCore, Gate]:
