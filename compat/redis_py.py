@@ -114,7 +114,7 @@ def normalise(raw: str) -> str:
     return {"passed": PASS, "xfailed": PASS, "xpassed": PASS, "skipped": SKIP}.get(raw, FAIL)
 
 
-def pytest_run(src: Path, venv: Path, url: str, protocol: str, out: Path, extra: list[str],
+def pytest_run(src: Path, venv: Path, url: str, server_port: int, protocol: str, out: Path, extra: list[str],
                timeout_s: int, per_test_s: int, only: list[str] | None = None) -> dict[str, Outcome]:
     cmd = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "pytest_outcomes", "-p", "no:cacheprovider",
            f"--redis-url={url}", f"--protocol={protocol}", "-m", MARKERS, f"--timeout={per_test_s}",
@@ -122,7 +122,7 @@ def pytest_run(src: Path, venv: Path, url: str, protocol: str, out: Path, extra:
     cmd += [f"--deselect={d}" for d in DESELECT]
     cmd += extra
     cmd += only if only else ["tests"]
-    env = dict(os.environ, PYTHONPATH=str(HERE), COMPAT_OUTCOMES=str(out))
+    env = dict(os.environ, PYTHONPATH=str(HERE), COMPAT_OUTCOMES=str(out), COMPAT_SERVER_PORT=str(server_port))
     out.unlink(missing_ok=True)
     log_path = out.with_suffix(".log")
     log(f"pytest {url} protocol {protocol} ({len(only) if only else 'all'} tests) > {log_path}")
@@ -144,12 +144,18 @@ def pytest_run(src: Path, venv: Path, url: str, protocol: str, out: Path, extra:
     if out.exists():
         for line in out.read_text().splitlines():
             r = json.loads(line)
-            outcomes[r["id"]] = Outcome(normalise(r["outcome"]), f"{r['outcome']}: {r['first']}".rstrip(": "))
+            detail = f"{r['outcome']}: {r['first']}".rstrip(": ")
+            if r.get("repaired"):
+                detail += f" [{r['repaired']}]"
+                log(f"  {r['id']}: {r['repaired']}")
+            outcomes[r["id"]] = Outcome(normalise(r["outcome"]), detail)
     log(f"  {totals(outcomes)} in {time.monotonic() - t0:.0f}s (pytest exit {proc.returncode})")
     return outcomes
 
 
 def main() -> int:
+    # SIGTERM unwinds like Ctrl-C, so the servers and pytest are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", default=REDIS_PY_VERSION, help="redis-py version (sdist from PyPI)")
     ap.add_argument("--protocol", default="2,3", help="RESP versions to run, comma-separated (default 2,3)")
@@ -176,12 +182,12 @@ def main() -> int:
     def both(run_name: str, protocol: str, only: list[str] | None) -> tuple[dict[str, Outcome], dict[str, Outcome]]:
         suffix = "-rerun" if only else ""
         with redis_server(work) as rport:
-            direct = pytest_run(src, venv, f"redis://127.0.0.1:{rport}", protocol,
+            direct = pytest_run(src, venv, f"redis://127.0.0.1:{rport}", rport, protocol,
                                 RESULTS / f"redis-py-{run_name}-direct{suffix}.jsonl", extra,
                                 args.run_timeout, args.per_test_timeout, only)
         with redis_server(work) as rport, \
-                proxy(work, rport, RESULTS / f"redis-py-{run_name}-proxy.log") as pport:
-            proxied = pytest_run(src, venv, f"redis://127.0.0.1:{pport}", protocol,
+                proxy(work, rport, RESULTS / f"redis-py-{run_name}-redis-proxy{suffix}.log") as pport:
+            proxied = pytest_run(src, venv, f"redis://127.0.0.1:{pport}", rport, protocol,
                                  RESULTS / f"redis-py-{run_name}-proxy{suffix}.jsonl", extra,
                                  args.run_timeout, args.per_test_timeout, only)
         return direct, proxied

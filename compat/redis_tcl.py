@@ -177,6 +177,8 @@ def runtest(src: Path, port: int, unit: str, log_path: Path, timeout_s: int) -> 
 
 
 def main() -> int:
+    # SIGTERM unwinds like Ctrl-C, so the servers and runtest are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--unit", action="append", help="a unit (repeatable); default: the list in this file")
     ap.add_argument("--allow", type=Path, default=HERE / "allowed_redis_tcl.txt")
