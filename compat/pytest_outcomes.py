@@ -6,11 +6,15 @@ It runs inside redis-py's suite's venv, so it uses nothing but pytest.
 
 The guard: a test that sets `requirepass` and fails before its finalizer
 resets it (through the proxy: AUTH refused) would leave every later test
-with NOAUTH. After each test the guard connects to the server itself
-($COMPAT_SERVER_PORT, not through the proxy); if the server wants a
-password, it authenticates with a string literal of the test's source,
-resets `requirepass` and the default user, and records it on that test.
-Directly, tests clean up after themselves and the guard never acts.
+with NOAUTH. So the plugin holds one idle connection of its own to the
+server itself ($COMPAT_SERVER_PORT, not through the proxy; named
+compat-guard, opened before the first test, in both runs alike), which
+stays authenticated whatever password is set later. After each test a
+fresh connection PINGs the server; on NOAUTH the guard resets
+`requirepass` and the default user through its connection (or, if that was
+killed, with a string literal of the test's module as the password) and
+records it on that test. Directly, tests clean up after themselves and the
+guard never acts.
 """
 
 from __future__ import annotations
@@ -61,30 +65,82 @@ def _literals(item: Any) -> list[str]:
     return own + [x for x in seen if x not in own]
 
 
-def _guard(item: Any) -> str:
+_held: socket.socket | None = None
+
+
+def _connect() -> socket.socket | None:
     port = os.environ.get("COMPAT_SERVER_PORT")
-    if not port:
-        return ""
+    return socket.create_connection(("127.0.0.1", int(port)), timeout=5) if port else None
+
+
+def _hold() -> None:
+    """(Re)open the guard's own connection while the server needs no password."""
+    global _held
+    if _held is not None:
+        try:
+            if _cmd(_held, "PING") == b"+PONG":
+                return
+        except OSError:
+            pass
+        _held.close()
+        _held = None
     try:
-        with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as s:
-            if not _cmd(s, "PING").startswith(b"-NOAUTH"):
+        s = _connect()
+        if s is not None and _cmd(s, "CLIENT", "SETNAME", "compat-guard") == b"+OK":
+            _held = s
+        elif s is not None:
+            s.close()
+    except OSError:
+        _held = None
+
+
+def _reset(s: socket.socket) -> bool:
+    ok = _cmd(s, "CONFIG", "SET", "requirepass", "") == b"+OK"
+    _cmd(s, "ACL", "SETUSER", "default", "on", "nopass", "~*", "&*", "+@all")
+    return ok
+
+
+def _guard(item: Any) -> str:
+    try:
+        fresh = _connect()
+        if fresh is None:
+            return ""
+        with fresh:
+            if not _cmd(fresh, "PING").startswith(b"-NOAUTH"):
+                _hold()
                 return ""
+            try:
+                if _held is not None and _reset(_held):
+                    return "server left requiring a password; the guard reset requirepass"
+            except OSError:
+                pass
             for pw in _literals(item):
-                if _cmd(s, "AUTH", pw) == b"+OK":
-                    _cmd(s, "CONFIG", "SET", "requirepass", "")
-                    _cmd(s, "ACL", "SETUSER", "default", "on", "nopass", "~*", "&*", "+@all")
-                    return "server left requiring a password; guard reset requirepass"
-            return "server left requiring a password; guard could not reset it"
+                if _cmd(fresh, "AUTH", pw) == b"+OK" and _reset(fresh):
+                    _hold()
+                    return "server left requiring a password; the guard reset requirepass (guessed)"
+            return "server left requiring a password; the guard could not reset it"
     except OSError as e:
-        return f"guard could not reach the server: {e}"
+        return f"the guard could not reach the server: {e}"
+
+
+def pytest_sessionstart(session: Any) -> None:
+    _hold()
+    path = os.environ.get("COMPAT_OUTCOMES")
+    if path:
+        open(path, "w").close()
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: Any, nextitem: Any) -> Any:
     yield
     note = _guard(item)
+    r = _results.setdefault(item.nodeid, {"id": item.nodeid, "outcome": "passed", "first": ""})
     if note:
-        _results.setdefault(item.nodeid, {"id": item.nodeid, "outcome": "passed", "first": ""})["repaired"] = note
+        r["repaired"] = note
+    path = os.environ.get("COMPAT_OUTCOMES")
+    if path:  # one line per test as it ends: a run cut short keeps what it had
+        with open(path, "a") as f:
+            f.write(json.dumps(r) + "\n")
 
 
 def _first_line(report: Any) -> str:
@@ -112,12 +168,3 @@ def pytest_runtest_logreport(report: Any) -> None:
         cur["first"] = cur["first"] or f"[{report.when}] " + _first_line(report)
     elif report.skipped and report.when == "setup":
         cur["outcome"] = "xfailed" if hasattr(report, "wasxfail") else "skipped"
-
-
-def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
-    path = os.environ.get("COMPAT_OUTCOMES")
-    if not path:
-        return
-    with open(path, "w") as f:
-        for r in _results.values():
-            f.write(json.dumps(r) + "\n")
