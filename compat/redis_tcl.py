@@ -51,7 +51,8 @@ DEFAULT_UNITS = [
     "unit/tracking", "unit/querybuf", "unit/networking",
 ]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-LINE = re.compile(r"^\[(ok|err|exception|skip|ignore)\]: (.*)$")
+LINE = re.compile(r"^\[(ok|err|exception|skip|ignore|TIMEOUT)\]: (.*)$")
+IN_PROGRESS = re.compile(r"=> \(IN PROGRESS\) (.*)$")
 OK_TIME = re.compile(r" \(\d+ ms\)$")
 
 
@@ -139,14 +140,26 @@ def parse(text: str, unit: str) -> dict[str, Outcome]:
             name, _, why = rest.rpartition(": ")
             add(name or rest, Outcome(SKIP, f"ignore: {why}"))
         elif kind == "err":
-            name = re.sub(r" in tests/\S+\.tcl$", "", rest)
+            name, n = re.subn(r" in tests/\S+\.tcl$", "", rest)
+            if not n:  # an error outside any test (in a start_server body): no name
+                add("[error outside a test]", Outcome(FAIL, f"err: {rest.strip()}"))
+                continue
             detail = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            # An error that is not an assertion comes cut (its first 10
+            # characters dropped) and then whole, as errorInfo's first line.
+            full = lines[i + 2].strip() if i + 2 < len(lines) else ""
+            if detail and full.endswith(detail) and not full.startswith("["):
+                detail = full
             add(name, Outcome(FAIL, f"err: {detail}"))
+        elif kind == "TIMEOUT":  # no progress for --timeout seconds: the rest did not run
+            stuck = next((m2.group(1) for m2 in map(IN_PROGRESS.search, lines[i + 1:i + 5]) if m2), "?")
+            add(stuck.strip(), Outcome(FAIL, "timeout: no reply within runtest's --timeout"))
+            out[f"{unit}: [timeout]"] = Outcome(FAIL, f"timeout in: {stuck.strip()}")
         else:  # exception: the rest of the unit did not run
             detail = rest.strip() or (lines[i + 1].strip() if i + 1 < len(lines) else "")
             out[f"{unit}: [exception]"] = Outcome(FAIL, f"exception: {detail}")
     finished = "All tests passed" in text or "The following tests failed" in text
-    if not finished and not any(k.endswith("[exception]") for k in out):
+    if not finished and not any(k.endswith(("[exception]", "[timeout]")) for k in out):
         out[f"{unit}: [did not finish]"] = Outcome(FAIL, "runtest ended without a summary")
     return out
 
@@ -213,7 +226,10 @@ def main() -> int:
         all_direct.update(direct)
         all_proxied.update(proxied)
         ds = compare("tcl", direct, proxied, allowed)
-        if any(d.allowed is None for d in ds) and not args.no_rerun:
+        cut_short = any(k.endswith(("[exception]", "[timeout]", "[did not finish]")) for k in proxied)
+        if cut_short:
+            log(f"  {unit}: cut short through the proxy; not run again")
+        elif any(d.allowed is None for d in ds) and not args.no_rerun:
             log(f"  {unit}: {len(ds)} differences; running the unit again on both sides")
             d2, p2 = both(unit, "-rerun")
             again = {d.test_id for d in compare("tcl", d2, p2, allowed)}
