@@ -2,7 +2,7 @@
 """Run redis-py's own test suite (from its PyPI sdist) against a fresh
 redis-server directly and through redis-proxy, and compare test by test.
 
-    python3 compat/redis_py.py                 # RESP2 and RESP3, ~8 minutes
+    python3 compat/redis_py.py                 # RESP2 and RESP3, about 7 minutes
     python3 compat/redis_py.py --protocol 2 -k pubsub
 
 Exit status 0 only if every difference is listed in

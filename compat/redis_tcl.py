@@ -2,7 +2,7 @@
 """Run units of Redis's own Tcl test suite in external-server mode against a
 fresh redis-server directly and through redis-proxy, and compare test by test.
 
-    python3 compat/redis_tcl.py                       # the default units, ~10 minutes
+    python3 compat/redis_tcl.py                       # the default units, about 17 minutes
     python3 compat/redis_tcl.py --unit unit/multi --unit unit/pubsub
 
 The suite is the source of the installed redis-server's Debian package
