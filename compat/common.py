@@ -146,7 +146,9 @@ def proxy(workdir: Path, uplink_port: int, log_path: Path, python: str = sys.exe
         port = free_port()
         cfg = {
             "uplink": {"addr": f"127.0.0.1:{uplink_port}"},
-            "listen": {"addr": f"127.0.0.1:{port}"},
+            # Pass-through AUTH: the suites authenticate as ACL users of their
+            # own and expect Redis's answers (listen.pass would be the proxy's).
+            "listen": {"addr": f"127.0.0.1:{port}", "auth": "passthrough"},
             "log_messages": False,
             "read_time_limit_ms": 0,
         }
