@@ -9,10 +9,15 @@ named session's uplink connection on the same server, and ids coming out
 INFO/LIST) back to proxy ids. Pure Python: the registry is shared by the
 proxy's sessions and injected into each core.
 
-An id that names no session with a connection on that server is sent as
-`NO_SUCH_CLIENT`, which no Redis client has, so Redis answers with its own
-error ("No such client", "The client ID you want redirect to does not
-exist") or its own count of 0.
+Proxy ids count up from `PROXY_ID_BASE`, far above the ids a Redis server
+hands out (they count up from 1), so an id a client passes in is never
+ambiguous: one in the proxy's range names a session, and one that names no
+session with a connection on that server is sent as `NO_SUCH_CLIENT`, which
+no Redis client has, so Redis answers with its own error ("No such client",
+"The client ID you want redirect to does not exist") or its own count of 0;
+any other id is a connection that is not the proxy's (the proxy's own
+connections, a direct client, as CLIENT LIST shows them) and is passed on as
+it is.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 
 # LLONG_MAX: a valid integer for every CLIENT subcommand, and no connection's id.
 NO_SUCH_CLIENT = b"9223372036854775807"
+PROXY_ID_BASE = 10**12
 
 # Replies held back whole and rewritten (the `kind` of a Rewrite pending entry).
 REWRITE_ID, REWRITE_HELLO, REWRITE_INFO, REWRITE_GETREDIR, REWRITE_TRACKINGINFO = 1, 2, 3, 4, 5
@@ -40,7 +46,7 @@ class ClientIds:
     """Proxy ids of live sessions, and each one's current uplink connection id."""
 
     def __init__(self) -> None:
-        self._last = 0
+        self._last = PROXY_ID_BASE
         self._clients: dict[int, _Client] = {}
         self._by_uplink: dict[tuple[int, int], int] = {}  # (generation, uplink id) -> proxy id
         self._redirects: dict[int, int] = {}  # tracking session -> its REDIRECT target (proxy ids)
@@ -149,6 +155,8 @@ def map_id_arg(arg: bytes, ids: ClientIds, generation: int) -> bytes:
     """A client id as a client gave it, as the uplink server knows it (NO_SUCH_CLIENT for none)."""
     if not arg.isdigit() or len(arg) > 19 or arg[:1] == b"0" or int(arg) > 9223372036854775807:
         return arg  # not a positive integer as Redis reads one: Redis answers with its own error
+    if int(arg) <= PROXY_ID_BASE:
+        return arg  # not one of the proxy's ids: a connection of someone else's, as the server knows it
     uplink_id = ids.uplink_id(int(arg), generation)
     return b"%d" % uplink_id if uplink_id is not None else NO_SUCH_CLIENT
 

@@ -60,7 +60,15 @@ def parse(args: list[bytes]) -> tuple[SetTracking, list[int]] | None:
         return None
     mode = args[0].upper()
     if mode == b"OFF":
-        return SetTracking(None), []  # what OFF's options are, Redis checks (an error changes nothing)
+        # What OFF's options are, Redis checks (an error changes nothing); but
+        # it looks REDIRECT's id up even then, so that id is mapped too.
+        at, i = [], 1
+        while i + 1 < len(args):
+            option = args[i].upper()
+            if option == b"REDIRECT":
+                at.append(i + 1)
+            i += 2 if option in (b"REDIRECT", b"PREFIX") else 1
+        return SetTracking(None), at
     if mode != b"ON":
         return None
     redirect, redirect_at = 0, []

@@ -6,7 +6,7 @@ import random
 
 from redis_proxy.config import UplinkConfig
 from redis_proxy.gate import Gate
-from redis_proxy.session.client_ids import NO_SUCH_CLIENT, ClientIds
+from redis_proxy.session.client_ids import NO_SUCH_CLIENT, PROXY_ID_BASE, ClientIds
 from redis_proxy.session.core import SessionCore
 from redis_proxy.session.tracking import INVALIDATE_ALL_RESP2, INVALIDATE_ALL_RESP3, Tracking
 from redis_proxy.session.types import CloseClient, CloseUplink, ConnectUplink
@@ -48,11 +48,12 @@ def test_client_id_and_hello_show_the_proxy_id_in_any_split() -> None:
         for _ in range(3):
             ids.register()  # the proxy id differs from the uplink's
         core = session(gate, ids, 2107)
-        assert core.proxy_id == 4
+        assert core.proxy_id == PROXY_ID_BASE + 4
         actions = core.client_data(cmd("CLIENT", "ID") + cmd("GET", "k") + cmd("HELLO", "3") + cmd("client", "id"))
         assert upstream(actions) == cmd("CLIENT", "ID") + cmd("GET", "k") + cmd("HELLO", "3") + cmd("client", "id")
         replies = b":2107\r\n$1\r\nv\r\n" + hello3(2107) + b":2107\r\n"
-        assert fed_in_splits(core, replies, rng) == b":4\r\n$1\r\nv\r\n" + hello3(4) + b":4\r\n"
+        own = PROXY_ID_BASE + 4
+        assert fed_in_splits(core, replies, rng) == b":%d\r\n$1\r\nv\r\n" % own + hello3(own) + b":%d\r\n" % own
         assert not core.pending and core.state.resp3
 
 
@@ -70,8 +71,9 @@ def test_redirect_ids_are_mapped_both_ways() -> None:
     info = b"*6\r\n$5\r\nflags\r\n*2\r\n$2\r\non\r\n$5\r\noptin\r\n$8\r\nredirect\r\n:50\r\n$8\r\nprefixes\r\n*0\r\n"
     out = to_client(tracker.uplink_data(b":50\r\n" + info))
     assert out == b":%d\r\n" % target.proxy_id + info.replace(b":50\r\n", b":%d\r\n" % target.proxy_id)
-    # Ids that name no session with a connection on this server: Redis's own error.
-    actions = tracker.client_data(cmd("CLIENT", "TRACKING", "ON", "REDIRECT", "999") + cmd("CLIENT", "KILL", "ID", "999"))
+    # Proxy ids that name no session with a connection on this server: Redis's own error.
+    gone = str(PROXY_ID_BASE + 999)
+    actions = tracker.client_data(cmd("CLIENT", "TRACKING", "ON", "REDIRECT", gone) + cmd("CLIENT", "KILL", "ID", gone))
     assert upstream(actions) == cmd("CLIENT", "TRACKING", "ON", "REDIRECT", NO_SUCH_CLIENT) + cmd(
         "CLIENT", "KILL", "ID", NO_SUCH_CLIENT
     )
@@ -81,6 +83,12 @@ def test_redirect_ids_are_mapped_both_ways() -> None:
         cmd("CLIENT", "UNBLOCK", str(target.proxy_id), "ERROR") + cmd("CLIENT", "LIST", "ID", str(tracker.proxy_id), "0")
     )
     assert upstream(actions) == cmd("CLIENT", "UNBLOCK", "50", "ERROR") + cmd("CLIENT", "LIST", "ID", "51", "0")
+    # An id below the proxy's range is a connection that is not the proxy's (CLIENT LIST shows it as it is).
+    actions = tracker.client_data(cmd("CLIENT", "KILL", "ID", "7") + cmd("CLIENT", "TRACKING", "OFF", "REDIRECT", "7"))
+    assert upstream(actions) == cmd("CLIENT", "KILL", "ID", "7") + cmd("CLIENT", "TRACKING", "OFF", "REDIRECT", "7")
+    # OFF looks its REDIRECT id up too (Redis checks it exists), so it is mapped as well.
+    actions = tracker.client_data(cmd("CLIENT", "TRACKING", "OFF", "REDIRECT", str(target.proxy_id)))
+    assert upstream(actions) == cmd("CLIENT", "TRACKING", "OFF", "REDIRECT", "50")
 
 
 def test_client_info_and_list_show_proxy_ids() -> None:
