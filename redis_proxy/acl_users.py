@@ -86,14 +86,18 @@ async def check_session_users(
     ssl_context: ssl.SSLContext | None,
     credentials: Iterable[Credentials],
     timeout: float = 5.0,
+    unauthenticated: int = 0,
 ) -> list[str]:
     """Problems (one readable line each, by user name) the target would have with these sessions' credentials.
 
     Empty when every user exists there, is enabled and accepts the password its
-    sessions use. No connection is opened when there is nothing to check.
+    sessions use, and, when `unauthenticated` live sessions never sent AUTH
+    (they are the default user without a password, as on a direct connection),
+    when the target's default user is on and needs no password. No connection
+    is opened when there is nothing to check.
     """
     users = users_of(credentials)
-    if not users:
+    if not users and not unauthenticated:
         return []
     where = target.addr
     try:
@@ -106,7 +110,7 @@ async def check_session_users(
             (reply,) = await probe.call([auth], timeout)
             if isinstance(reply, hiredis.ReplyError):
                 return [f"cannot check the sessions' users on {where}: the uplink refused AUTH: {reply}"]
-        names = sorted(users)
+        names = sorted(set(users) | ({"default"} if unauthenticated else set()))
         replies = await probe.call([[b"ACL", b"GETUSER", name.encode()] for name in names], timeout)
     except UplinkError as exc:
         return [f"cannot check the sessions' users on {where}: {exc}"]
@@ -115,6 +119,10 @@ async def check_session_users(
             probe.transport.close()
     problems: list[str] = []
     for name, reply in zip(names, replies, strict=True):
+        if name == "default" and unauthenticated:
+            problems.extend(_default_problems(reply, unauthenticated, where))
+        if name not in users:
+            continue
         sessions = users[name]
         if isinstance(reply, hiredis.ReplyError):
             # NOPERM (uplink.user may not run ACL GETUSER) or a Redis without ACL (before 6).
@@ -138,3 +146,17 @@ async def check_session_users(
         if refused:
             problems.append(f"user {name!r} does not accept the password its sessions use on {where}: {_refused(refused)}")
     return problems
+
+
+def _default_problems(reply: Any, sessions: int, where: str) -> list[str]:
+    """Sessions that never sent AUTH are the default user with no password: the target must let them in so."""
+    if isinstance(reply, hiredis.ReplyError):
+        return [f"cannot check the default user on {where}: ACL GETUSER refused: {reply}"]
+    flags = set(_fields(reply).get(b"flags") or []) if isinstance(reply, list) else set()
+    if b"on" in flags and b"nopass" in flags:
+        return []
+    plural = "s" if sessions != 1 else ""
+    return [
+        f"the default user on {where} is disabled or needs a password: {sessions} live session{plural} that never"
+        " sent AUTH would get NOAUTH after a switch"
+    ]

@@ -259,12 +259,14 @@ class Controller:
         """
         if new.listen.auth != "passthrough":
             return ""
-        credentials = [c for c in (s.credentials for s in list(self.proxy.sessions)) if c is not None]
-        problems = await check_session_users(new.uplink, uplink_ssl, credentials)
+        seen = [s.credentials for s in list(self.proxy.sessions)]
+        credentials = [c for c in seen if c is not None]
+        unauthenticated = len(seen) - len(credentials)
+        problems = await check_session_users(new.uplink, uplink_ssl, credentials, unauthenticated=unauthenticated)
         if problems:
             raise ControlError("\n".join(problems))
-        users = sorted({c.user_name for c in credentials})
-        return f", session users accepted ({', '.join(users)})" if users else ", no session has authenticated"
+        users = sorted({c.user_name for c in credentials} | ({"default (no AUTH)"} if unauthenticated else set()))
+        return f", session users accepted ({', '.join(users)})" if users else ", no live session to check"
 
     async def reload(self) -> dict[str, Any]:
         """Re-read and validate the config; if the uplink changed, pause, drain, switch and resume.

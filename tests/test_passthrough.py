@@ -21,7 +21,7 @@ from inproc import InProcProxy, RawClient, inproc_proxy  # noqa: F401
 from redis_proxy.admin import metrics, state
 from redis_proxy.config import ConfigError, parse_config
 from redis_proxy.controller import ControlError
-from servers import RedisServer
+from servers import RedisServer, wait_until
 
 Factory = Callable[..., Any]
 
@@ -181,9 +181,40 @@ def test_requirepass_without_auth_gets_redis_own_noauth(redis_factory: Factory, 
 def test_passthrough_without_requirepass_works_without_auth(redis_factory: Factory, inproc_proxy: Factory) -> None:
     server = redis_factory()
     proxy = inproc_proxy({"uplink": {"addr": server.addr}, "listen": {"addr": "127.0.0.1:0", "auth": "passthrough"}})
-    client = proxy.client()
+    client = proxy.client(single_connection_client=True)
     assert client.set("k", "v") and client.get("k") == b"v"
-    assert proxy.verify().endswith("no session has authenticated")
+    assert proxy.verify().endswith("session users accepted (default (no AUTH))")
+    # A target whose default user needs a password would refuse these sessions: said before any switch.
+    target = redis_factory(password=ADMIN_PW)
+    proxy.rewrite_config({**proxy.config, "uplink": {"addr": target.addr, "pass": ADMIN_PW}})
+    with pytest.raises(ControlError, match="1 live session that never sent AUTH would get NOAUTH after a switch"):
+        proxy.verify()
+
+
+def test_an_auth_after_the_connection_opened_learns_its_id(redis_factory: Factory, inproc_proxy: Factory) -> None:
+    """With requirepass, the connection opens before AUTH (its CLIENT ID refused): ids still map after AUTH."""
+    server = redis_factory(password=ADMIN_PW)
+    for name in ("alice", "bob"):
+        server.client().execute_command("ACL", "SETUSER", name, "on", f">{name}-pw", "~*", "&*", "+@all")
+    proxy = inproc_proxy(config_for(server, read_time_limit_ms=0))
+    target, tracker = proxy.raw(), proxy.raw()
+    for raw in (target, tracker):
+        assert str(raw.call("PING")).startswith("NOAUTH")  # the uplink connection is open, unauthenticated
+    assert target.call("AUTH", "bob", "bob-pw") == b"OK"
+    target_id = target.call("CLIENT", "ID")
+    assert target.call("CLIENT", "INFO").startswith(b"id=%d " % target_id)
+    assert target.call("SUBSCRIBE", "__redis__:invalidate")[0] == b"subscribe"
+    assert tracker.call("AUTH", "alice", "alice-pw") == b"OK"
+    assert tracker.call("CLIENT", "TRACKING", "ON", "REDIRECT", target_id) == b"OK"
+    assert tracker.call("GET", "a:1") is None
+    server.client(password=ADMIN_PW).set("a:1", "changed")
+    assert target.read(timeout=5) == [b"message", b"__redis__:invalidate", [b"a:1"]]
+    blocked = proxy.raw()
+    assert blocked.call("AUTH", "alice", "alice-pw") == b"OK"
+    blocked.send(("BLPOP", "a:list", "0"))
+    wait_until(lambda: proxy.info()["active_requests"] == 1, timeout=5)
+    proxy.pause_and_wait(5)  # the BLPOP is unblocked on the server (CLIENT UNBLOCK needs its id)
+    proxy.unpause()
 
 
 def test_passthrough_with_listen_pass_is_a_config_error() -> None:

@@ -169,6 +169,7 @@ def test_client_reply_skip_and_off_match_redis(redis_server: RedisServer, inproc
     stream = b"".join(encode(*c) for c in [
         ("CLIENT", "REPLY", "SKIP"), ("SET", "a", "1"), ("GET", "a"),
         ("CLIENT", "REPLY", "SKIP"), ("CLIENT", "GETNAME"), ("GET", "a"), ("GET", "a"),
+        ("CLIENT", "REPLY", "SKIP"), ("CLIENT", "SETNAME", "x"), ("CLIENT", "GETNAME"), ("PING",),
         ("CLIENT", "REPLY", "OFF"), ("INCR", "a"), ("CLIENT", "REPLY", "SKIP"), ("NOSUCH",),
         ("CLIENT", "REPLY", "ON"), ("GET", "a"), ("CLIENT", "REPLY", "BOGUS"), ("PING",),
         ("CLIENT", "REPLY", "SKIP"), ("CLIENT", "REPLY", "ON"), ("PING", "end"),
@@ -183,6 +184,8 @@ def test_client_reply_skip_and_off_match_redis(redis_server: RedisServer, inproc
                 chunk = sock.recv(65536)
                 assert chunk, data
                 data += chunk
+            sock.sendall(b"PING\r\n")  # still open, and nothing more was owed
+            assert sock.recv(100) == b"+PONG\r\n"
             replies.append(data)
     assert replies[1] == replies[0]
 

@@ -13,20 +13,23 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from redis_proxy.commands import Kind, kind_of
+from redis_proxy.commands import Kind
 from redis_proxy.gate import Gate
 from redis_proxy.resp import RequestFramer, encode_command
 from redis_proxy.session import routing
-from redis_proxy.session.client_ids import REWRITE_HELLO, REWRITE_ID, ClientIds
+from redis_proxy.session.client_ids import REWRITE_HELLO, REWRITE_ID, REWRITE_LEARN_ID, ClientIds
 from redis_proxy.session.replies import ReplyAccounting
 from redis_proxy.session.reply_mode import ReplyMode
 from redis_proxy.session.tracking import SetTracking
 from redis_proxy.session.types import (
-    After, Blocking, Exec, Held, HeldLocal, Local, Pending, Plain, Replace, ResetConnection, Rewrite, SetDb, SetName,
-    SetProtocol, SetReadonly, StartMonitor, StartTxn, Subscription, Tracked, Watch, WriteClient, WriteUplink,
+    After, Blocking, Exec, Held, HeldLocal, Local, Pending, Plain, Replace, ResetConnection, Rewrite, SetAuth, SetDb,
+    SetName, SetProtocol, SetReadonly, StartMonitor, StartTxn, Subscription, Tracked, Watch, WriteClient, WriteUplink,
 )
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import SessionState
+
+
+CLIENT_ID = encode_command([b"CLIENT", b"ID"])
 
 
 class DecisionApplier(ReplyAccounting):
@@ -40,6 +43,7 @@ class DecisionApplier(ReplyAccounting):
     txn_hello: bool
     ids: ClientIds
     proxy_id: int
+    uplink_id: int | None  # CLIENT ID of the uplink connection
 
     def __init__(self, gate: Gate, stats: Stats, clock: Callable[[], float]) -> None:
         super().__init__(gate, stats, clock)
@@ -107,8 +111,13 @@ class DecisionApplier(ReplyAccounting):
         elif t is routing.Reset:
             self._reset(now)
         elif t is routing.Monitor:
-            self._cut_for_monitor(True)
-            self._send(wire, Tracked(StartMonitor(), now, False), 1)
+            if self.monitor_cut:
+                # MONITOR was sent already (and not refused): Redis ignores
+                # this one and sends no reply (monitorCommand).
+                self._send_silent(wire)
+            else:
+                self._cut_for_monitor(True)
+                self._send(wire, Tracked(StartMonitor(), now, False), 1)
         elif t is routing.ReplyMode:
             assert isinstance(decision, routing.ReplyMode)
             if self.reply_mode.set(decision.mode):
@@ -140,7 +149,7 @@ class DecisionApplier(ReplyAccounting):
             self._apply(decision, item, now)
             return
         silent = self.reply_mode.silent
-        self.reply_mode.sent(kind_of(item.command[0]) == Kind.CLIENT)
+        self.reply_mode.sent()
         self._update_offpath()
         if not silent:
             if decision is None:
@@ -245,6 +254,16 @@ class DecisionApplier(ReplyAccounting):
             if effect.on is not None and effect.on.redirect:
                 self.ids.naming(effect.on.redirect)
         self._send([decision.wire] if decision.wire is not None else wire, sent, 1)
+        if (
+            self.uplink_id is None
+            and (type(effect) is SetAuth or (type(effect) is SetProtocol and effect.credentials is not None))
+            and not self.in_multi
+        ):
+            # Pass-through: the connection was opened before the client's AUTH,
+            # so the handshake's CLIENT ID was refused (NOAUTH). Once the AUTH
+            # is accepted, the id is learnt (needed for CLIENT UNBLOCK at a
+            # pause and to map client ids); the reply is the proxy's.
+            self._send([CLIENT_ID], Rewrite(REWRITE_LEARN_ID, now), 1)
 
     def _subscribe(self, decision: routing.Subscribe, wire: list[bytes], now: float) -> None:
         target = self._subscription_set(decision.kind)

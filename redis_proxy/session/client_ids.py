@@ -32,6 +32,7 @@ PROXY_ID_BASE = 10**12
 
 # Replies held back whole and rewritten (the `kind` of a Rewrite pending entry).
 REWRITE_ID, REWRITE_HELLO, REWRITE_INFO, REWRITE_GETREDIR, REWRITE_TRACKINGINFO = 1, 2, 3, 4, 5
+REWRITE_LEARN_ID = 6  # the proxy's own CLIENT ID: the uplink id is recorded, the reply swallowed
 
 
 @dataclass(slots=True)

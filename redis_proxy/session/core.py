@@ -31,15 +31,17 @@ from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, e
 from redis_proxy.session import routing
 from redis_proxy.session.applying import DecisionApplier
 from redis_proxy.session.blocking import can_reissue
-from redis_proxy.session.client_ids import REWRITE_GETREDIR, REWRITE_TRACKINGINFO, ClientIds, map_id_arg, rewrite_reply
+from redis_proxy.session.client_ids import (
+    REWRITE_GETREDIR, REWRITE_LEARN_ID, REWRITE_TRACKINGINFO, ClientIds, map_id_arg, rewrite_reply,
+)
 from redis_proxy.session.guard import close_for_query_buffer, close_if_idle, frame_after_auth
 from redis_proxy.session.hotpath import has_special
 from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.types import (
     CONNECTING, NO_UPLINK, READY, Action, After, Blocking, CloseUplink, ConnectUplink, Held, HeldLocal, Local, Log,
-    Plain, ReadClient, SetTimer, Unblock, WriteClient, WriteUplink,
+    Plain, ReadClient, Replace, SetTimer, Unblock, WriteClient, WriteUplink,
 )
-from redis_proxy.session.tracking import flush_message
+from redis_proxy.session.tracking import CACHING_YES, caching_yes_after_replay, flush_message
 from redis_proxy.stats import Stats
 
 # Held commands beyond this many bytes stop the proxy reading from that client until they drain.
@@ -318,9 +320,12 @@ class SessionCore(DecisionApplier):
         self.sync_subscriptions(self.state)
         for message in forwarded:  # pub/sub messages that arrived during the replay
             self._uplink_bytes(message)
+        if caching_yes_after_replay(self.state.tracking):
+            self.actions.append(WriteUplink([CACHING_YES]))
+            self._expect(Replace(b"", self.clock()), 1)  # its +OK is the proxy's
         replay = self.reply_mode.replay()
         if replay is not None:
-            self.actions.append(WriteUplink([replay]))  # CLIENT REPLY OFF/SKIP: no reply
+            self.actions.append(WriteUplink([replay]))  # CLIENT REPLY OFF/SKIP: no reply (CACHING survives it)
         self._retire_if_idle()  # the generation moved on while it was being opened
         self._drain()
         if self.requests.unauthenticated:
@@ -535,6 +540,11 @@ class SessionCore(DecisionApplier):
         self.ids.set_redirect(self.proxy_id, tracking.redirect if tracking is not None else 0)
 
     def _rewrite(self, kind: int, data: bytes) -> bytes:
+        if kind == REWRITE_LEARN_ID:
+            if data[:1] == b":" and data[1:-2].isdigit():
+                self.uplink_id = int(data[1:-2])
+                self.ids.set_uplink(self.proxy_id, self.uplink_gen, self.uplink_id)
+            return b""
         redirect = self.state.tracking.redirect if self.state.tracking is not None else 0
         redirect_field = kind == REWRITE_GETREDIR or kind == REWRITE_TRACKINGINFO
 

@@ -2,11 +2,10 @@
 
 Redis (networking.c) keeps two flags per client: OFF, and SKIP for the one
 command being run. `CLIENT REPLY SKIP` sets "skip the next", which becomes
-SKIP as soon as the CLIENT command itself is done; after any command that is
-not a CLIENT command, SKIP is cleared. So `CLIENT REPLY SKIP` followed by
-`CLIENT ID` skips both CLIENT ID and the command after it, exactly as here.
-`CLIENT REPLY ON` clears both flags before answering, so its +OK is always
-sent; OFF and SKIP never answer.
+SKIP once the CLIENT command itself is done (`resetClient`); after the next
+command, whatever it is, SKIP is cleared. `CLIENT REPLY ON` clears both
+flags before answering, so its +OK is always sent; OFF and SKIP never
+answer.
 
 The proxy must know this to count replies: a command Redis will not answer
 gets no pending entry at all. Commands sent without a reply also cannot be
@@ -52,15 +51,11 @@ class ReplyMode:
         self.unfenced = True
         return False
 
-    def sent(self, is_client_command: bool) -> bool:
+    def sent(self) -> bool:
         """Any other command is being sent: returns whether it gets a reply, and moves SKIP on."""
         silent = self.off or self.skip
-        if self.skip and not is_client_command:
-            self.skip = False
-        if silent:
-            self.unfenced = True
-        else:
-            self.unfenced = False
+        self.skip = False
+        self.unfenced = silent
         return not silent
 
     def fence(self) -> list[bytes]:

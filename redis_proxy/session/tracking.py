@@ -114,12 +114,7 @@ def replay_commands(tracking: Tracking, redirect: int | None) -> list[list[bytes
         if flag:
             base.append(name)
     if not tracking.bcast:
-        # OPTIN: a CLIENT CACHING yes sent on the old connection was meant for
-        # the next command, which may now go to this one; the proxy cannot
-        # tell (the hot path does not look), so the next command is tracked
-        # anyway: one invalidation too many at worst, never a stale cache.
-        # (CLIENT ID, the handshake's last command, keeps the flag.)
-        return [base, [b"CLIENT", b"CACHING", b"YES"]] if tracking.optin else [base]
+        return [base]  # OPTIN's CLIENT CACHING YES comes after the whole handshake (core.uplink_ready)
     named = [p for p in tracking.prefixes if p]
     commands = []
     if named:
@@ -149,3 +144,19 @@ def flush_message(tracking: Tracking | None, target: bool, channels: set[bytes],
     if INVALIDATE_CHANNEL in channels:
         return INVALIDATE_ALL_RESP2
     return b""
+
+
+CACHING_YES = b"*3\r\n$6\r\nCLIENT\r\n$7\r\nCACHING\r\n$3\r\nYES\r\n"
+
+
+def caching_yes_after_replay(tracking: Tracking | None) -> bool:
+    """OPTIN: whether a new connection gets CLIENT CACHING YES right before the client's next command.
+
+    A CLIENT CACHING yes sent on the old connection was meant for the next
+    command, which may now go to this one; the proxy cannot tell (the hot
+    path does not look), so the next command is tracked anyway: one
+    invalidation too many at worst, never a stale cache. It must come after
+    the handshake's subscriptions: Redis forgets the flag after any command
+    that is not a CLIENT command.
+    """
+    return tracking is not None and tracking.optin and not tracking.bcast

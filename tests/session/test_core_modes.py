@@ -21,12 +21,11 @@ MONITOR_LINES = (
 
 def test_reply_mode_follows_redis_flags() -> None:
     mode = ReplyMode()
-    assert mode.sent(False) and not mode.silent
+    assert mode.sent() and not mode.silent
     assert not mode.set(b"SKIP") and mode.silent
-    assert not mode.sent(True)  # CLIENT ID right after SKIP: skipped, and SKIP stays (a CLIENT command)
-    assert not mode.sent(False)  # ... so the next is skipped too
-    assert mode.sent(False)
-    assert not mode.set(b"OFF") and not mode.sent(False) and not mode.sent(True)
+    assert not mode.sent()  # the next command, whatever it is (CLIENT ID too), is skipped
+    assert mode.sent()
+    assert not mode.set(b"OFF") and not mode.sent() and not mode.sent()
     assert not mode.set(b"SKIP") and mode.off and not mode.skip  # SKIP while OFF: an unseen syntax error
     assert mode.unfenced
     assert mode.fence() == [REPLY_ON, REPLY_OFF] and not mode.unfenced
@@ -111,6 +110,15 @@ def test_monitor_lines_are_not_replies_in_any_split() -> None:
         assert out == stream
         assert gate.inflight == 0 and core.monitoring and not core.closing
         assert to_client(core.uplink_data(MONITOR_LINES)) == MONITOR_LINES  # answers nothing, closes nothing
+
+
+def test_a_second_monitor_gets_no_reply() -> None:
+    """Redis ignores MONITOR on a monitoring connection: nothing is owed for it, so a pause can finish."""
+    core, gate, _ = ready()
+    core.client_data(cmd("MONITOR") + cmd("MONITOR") + cmd("PING"))
+    assert gate.inflight == 2
+    assert to_client(core.uplink_data(b"+OK\r\n" + MONITOR_LINES + b"+PONG\r\n")) == b"+OK\r\n" + MONITOR_LINES + b"+PONG\r\n"
+    assert gate.inflight == 0 and not core.closing
 
 
 def test_a_refused_monitor_leaves_the_stream_as_it_was() -> None:

@@ -41,6 +41,21 @@ def authed() -> tuple[SessionCore, Gate]:
     return core, gate
 
 
+def test_an_auth_on_a_connection_whose_id_was_refused_learns_it() -> None:
+    """The connection was opened before AUTH (CLIENT ID got NOAUTH): the id is asked again once AUTH is sent."""
+    gate = Gate(0.0)
+    core = SessionCore(gate, Stats(), None, Clock(), passthrough=True)
+    core.client_data(cmd("PING"))
+    core.uplink_ready(0, None, [], None)
+    core.uplink_data(b"-NOAUTH Authentication required.\r\n")
+    actions = core.client_data(cmd("AUTH", "alice", "alice-pw") + cmd("GET", "a:1"))
+    assert upstream(actions) == cmd("AUTH", "alice", "alice-pw") + cmd("CLIENT", "ID") + cmd("GET", "a:1")
+    assert to_client(core.uplink_data(b"+OK\r\n:42\r\n$1\r\nv\r\n")) == b"+OK\r\n$1\r\nv\r\n"
+    assert core.uplink_id == 42 and core.ids.uplink_of(core.proxy_id) == (0, 42)
+    assert not core.pending and gate.inflight == 0
+    assert upstream(core.client_data(cmd("AUTH", "bob", "bob-pw"))) == cmd("AUTH", "bob", "bob-pw")  # known now
+
+
 def test_nothing_is_refused_before_auth_redis_decides() -> None:
     gate = Gate(0.0)
     core = SessionCore(gate, Stats(), None, Clock(), passthrough=True)

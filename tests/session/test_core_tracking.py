@@ -154,8 +154,21 @@ def test_tracking_options_replay() -> None:
     assert replay_commands(UplinkConfig(addr="127.0.0.1:6379"), state, redirect=None)[1] == [b"CLIENT", b"TRACKING", b"ON", b"NOLOOP", b"BCAST"]
     optin = SessionState(tracking=Tracking(optin=True))
     assert replay_commands(UplinkConfig(addr="127.0.0.1:6379"), optin)[:2] == [
-        [b"CLIENT", b"TRACKING", b"ON", b"OPTIN"], [b"CLIENT", b"CACHING", b"YES"],  # the next command is tracked
+        [b"CLIENT", b"TRACKING", b"ON", b"OPTIN"], [b"CLIENT", b"ID"],  # CACHING YES comes after the subscriptions
     ]
+
+
+def test_optin_gets_caching_yes_after_the_whole_handshake() -> None:
+    """Redis forgets CLIENT CACHING yes after any non-CLIENT command (a replayed SUBSCRIBE too): it goes last."""
+    ids, gate = ClientIds(), Gate(0.0)
+    core = session(gate, ids, 5)
+    core.client_data(cmd("HELLO", "3") + cmd("CLIENT", "TRACKING", "ON", "OPTIN") + cmd("SUBSCRIBE", "ch"))
+    core.uplink_data(hello3(5) + b"+OK\r\n>3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n")
+    gate.generation += 1
+    core.switch_uplink()
+    actions = core.uplink_ready(gate.generation, 6, [], None)
+    assert upstream(actions) == cmd("CLIENT", "CACHING", "YES")
+    assert to_client(core.uplink_data(b"+OK\r\n")) == b""  # the proxy's
 
 
 def test_prefixes_accumulate_and_off_or_reset_clears() -> None:
