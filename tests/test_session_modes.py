@@ -204,12 +204,32 @@ def test_client_reply_off_survives_a_switch(redis_factory: Factory, inproc_proxy
     assert loader.read() == [None, b"2"]  # a went to the old server, b (silently) to the new one
 
 
-def test_a_subscription_while_replies_are_off_closes_the_client(redis_server: RedisServer, inproc_proxy: Factory) -> None:
+def test_a_transaction_while_replies_are_off_closes_the_client(redis_server: RedisServer, inproc_proxy: Factory) -> None:
     proxy: InProcProxy = inproc_proxy(proxy_config(redis_server, admin=False))
     client = proxy.raw()
-    client.send(("CLIENT", "REPLY", "OFF"), ("SUBSCRIBE", "x"))
+    client.send(("CLIENT", "REPLY", "OFF"), ("MULTI",))
     client.sock.settimeout(5)
     assert client.sock.recv(100) == b""
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_pubsub_while_replies_are_off_matches_redis(redis_server: RedisServer, inproc_proxy: Factory, protocol: int) -> None:
+    """Redis sends pub/sub confirmations and messages even while replies are off (Redis's unit/pubsub tests)."""
+    proxy: InProcProxy = inproc_proxy(proxy_config(redis_server, admin=False))
+    seen = []
+    for port in (redis_server.port, proxy.port):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            start = encode("HELLO", "3") if protocol == 3 else b""
+            sock.sendall(start + encode("CLIENT", "REPLY", "OFF") + encode("SUBSCRIBE", "ch") + encode("PSUBSCRIBE", "c*"))
+            data = b""
+            while data.count(b"subscribe") < 2:
+                data += sock.recv(65536)
+            redis_server.client().publish("ch", "hello")
+            sock.sendall(encode("CLIENT", "REPLY", "SKIP") + encode("UNSUBSCRIBE", "ch") + encode("PUNSUBSCRIBE", "c*"))
+            while data.count(b"unsubscribe") < 2:
+                data += sock.recv(65536)
+            seen.append(data[data.index(b"subscribe") - 20 :])  # from the first confirmation (HELLO's id differs)
+    assert seen[1] == seen[0]
 
 
 # -- replication streams -----------------------------------------------------------------------

@@ -151,7 +151,9 @@ class DecisionApplier(ReplyAccounting):
         silent = self.reply_mode.silent
         self.reply_mode.sent()
         self._update_offpath()
-        if not silent:
+        if not silent or type(decision) is routing.Subscribe:
+            # Pub/sub confirmations (and messages) are sent even while replies
+            # are off: Redis marks them as pushes (CLIENT_PUSHING), in RESP2 too.
             if decision is None:
                 self._forward([item], now)
             else:
@@ -177,7 +179,7 @@ class DecisionApplier(ReplyAccounting):
         elif t is routing.Refuse:
             self.stats.proxy_errors += 1  # unseen, as Redis's own errors are while replies are off
         else:
-            # Subscriptions, transactions, HELLO, AUTH (pass-through), RESET, MONITOR,
+            # Transactions, HELLO, AUTH (pass-through), CLIENT TRACKING, RESET, MONITOR,
             # SYNC: what they change is known only from their replies. Closing is honest; a
             # silent guess could run commands the client believes were not run.
             name = item.command[0].decode(errors="replace").upper()

@@ -69,7 +69,7 @@ def test_proxy_answers_are_silent_too_while_replies_are_off() -> None:
     assert to_client(actions) == b"" and CloseClient in kinds(actions)
 
 
-def test_a_subscription_while_replies_are_off_closes() -> None:
+def test_a_transaction_while_replies_are_off_closes() -> None:
     core, _, _ = ready()
     actions = core.client_data(cmd("CLIENT", "REPLY", "SKIP") + cmd("MULTI"))
     assert CloseClient in kinds(actions) and cmd("MULTI") not in upstream(actions)
