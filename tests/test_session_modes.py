@@ -86,6 +86,20 @@ def test_redis_py_pubsub_reconnects_after_its_connection_is_killed(
             pubsub.get_message(timeout=0.1)
 
 
+def test_a_client_that_closes_while_blocked_leaves_nothing_in_flight(
+    redis_server: RedisServer, inproc_proxy: Factory
+) -> None:
+    """redis-py's test_interrupted_command: BRPOP 0, then the client goes away; Redis frees it, so does the proxy."""
+    proxy: InProcProxy = inproc_proxy(proxy_config(redis_server, admin=False, read_time_limit_ms=0))
+    client = proxy.raw()
+    client.send(("BRPOP", "nonexist", "0"))
+    wait_until(lambda: proxy.controller.gate.inflight == 1, timeout=5)
+    client.close()
+    wait_until(lambda: proxy.controller.gate.inflight == 0 and not proxy.proxy.sessions, timeout=5)
+    proxy.pause_and_wait(5)
+    proxy.unpause()
+
+
 # -- MONITOR ---------------------------------------------------------------------------------
 
 

@@ -144,7 +144,15 @@ class SessionCore(DecisionApplier):
         return True
 
     def client_eof(self) -> list[Action]:
+        """The client closed its side: what it sent is still answered (as Redis answers what it read), then close.
+
+        Except a blocking command: Redis frees a client that closes while
+        blocked, abandoning the command, and so does the proxy; waiting for a
+        BRPOP 0 would keep the session, and a pause, forever.
+        """
         self.eof = True
+        if self.unblocking is not None or any(type(entry) is Blocking for entry in self.pending):
+            self._close("the client closed its connection while blocked; the blocking command is abandoned, as Redis does")
         self._maybe_finish()
         return self._take_actions()
 

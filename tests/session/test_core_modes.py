@@ -154,6 +154,18 @@ def test_psync_turns_the_connection_into_a_byte_stream() -> None:
     assert CloseClient in kinds(actions)  # the replica resynchronises from the new server
 
 
+# -- the client closing ------------------------------------------------------------------------------
+
+
+def test_a_client_that_closes_while_blocked_is_let_go() -> None:
+    """Redis frees a client that closes while blocked (redis-py's test_interrupted_command): no in-flight leak."""
+    core, gate, _ = ready()
+    core.client_data(cmd("BRPOP", "nonexist", "0"))
+    assert gate.inflight == 1
+    actions = core.client_eof()
+    assert CloseClient in kinds(actions) and gate.inflight == 0
+
+
 # -- a lost uplink ---------------------------------------------------------------------------------
 
 
