@@ -6,7 +6,7 @@
 # and takes minutes. See doc/compatibility.md.
 #
 #   bash scripts/compat.sh redis-py [ARGS]   # redis-py's suite, RESP2 and RESP3 (~7 min)
-#   bash scripts/compat.sh redis [ARGS]      # Redis's Tcl suite, external-server mode (~17 min)
+#   bash scripts/compat.sh redis [ARGS]      # Redis's Tcl suite, external-server mode (~11 min)
 #   bash scripts/compat.sh all               # both (no ARGS); exit 0 only if both are
 #
 # ARGS go to compat/redis_py.py or compat/redis_tcl.py (--help for theirs).
