@@ -277,15 +277,21 @@ def test_psync_bytes_pass_through_unchanged(redis_server: RedisServer, inproc_pr
     redis_server.client().config_set("repl-diskless-sync-delay", 0)
     redis_server.client().set("k", "v")
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as sock:
-        # As a Redis 7 replica asks: diskless (EOF-marked) RDB, PSYNC2.
-        sock.sendall(encode("REPLCONF", "capa", "eof", "capa", "psync2") + encode("PSYNC", "?", "-1"))
+        # As a Redis 7 replica asks: diskless (EOF-marked) RDB, PSYNC2; it waits for
+        # REPLCONF's +OK (Redis refuses PSYNC "with pending output").
+        sock.sendall(encode("REPLCONF", "capa", "eof", "capa", "psync2"))
+        assert sock.recv(5) == b"+OK\r\n"
+        sock.sendall(encode("PSYNC", "?", "-1"))
         data = b""
         deadline = time.monotonic() + 20
-        while b"REDIS" not in data:  # +OK, +FULLRESYNC <id> <offset>, then $EOF:<mark> and the RDB
+        while b"REDIS" not in data:  # +FULLRESYNC <id> <offset>, then $EOF:<mark> and the RDB
             assert time.monotonic() < deadline, data
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(f"got {data!r}; server log: {redis_server.log()[-3000:]}") from None
             assert chunk, data
             data += chunk
-        assert data.startswith(b"+OK\r\n+FULLRESYNC "), data[:100]
+        assert data.startswith(b"+FULLRESYNC "), data[:100]
         sock.sendall(encode("REPLCONF", "ACK", "0"))  # no reply: a replication stream, not commands
     assert proxy.controller.gate.inflight == 0
