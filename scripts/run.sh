@@ -9,24 +9,10 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-export DEBIAN_FRONTEND=noninteractive
+source scripts/apt.sh  # apt_install
 PYTHON="${PYTHON:-python3}"
 CONFIG="${1:-config_example.json}"
 PIDFILE="${PIDFILE:-$PWD/.redis-proxy.pid}"
-
-SUDO=()
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo env DEBIAN_FRONTEND=noninteractive)
-fi
-
-apt_updated=0
-apt_install() {
-    if [ "$apt_updated" -eq 0 ]; then
-        "${SUDO[@]}" apt-get update -qq
-        apt_updated=1
-    fi
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@"
-}
 
 # A virtual environment at the repository root, as scripts/test.sh uses.
 if [ ! -x .venv/bin/python ]; then

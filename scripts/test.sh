@@ -6,24 +6,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-export DEBIAN_FRONTEND=noninteractive
+source scripts/apt.sh  # apt_install
 PYTHON="${PYTHON:-python3}"
-
-# apt-get needs root; use sudo when we are not root and it is available.
-SUDO=()
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo env DEBIAN_FRONTEND=noninteractive)
-fi
-
-apt_updated=0
-apt_install() {
-    # Refresh the package lists once, and only when something is missing.
-    if [ "$apt_updated" -eq 0 ]; then
-        "${SUDO[@]}" apt-get update -qq
-        apt_updated=1
-    fi
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@"
-}
 
 if ! command -v redis-server >/dev/null 2>&1; then
     echo "test.sh: installing redis-server and redis-tools" >&2
