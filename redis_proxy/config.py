@@ -7,18 +7,17 @@ compared and logged without touching key material.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
 import os
 import re
 import sys
-import types
-import typing
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
+
+from redis_proxy.config_errors import duplicate_problems, object_hook, translate
 
 # The sections that open a listening socket.
 LISTENERS = ("listen", "listen_raw", "admin")
@@ -155,6 +154,10 @@ class UplinkConfig(_Section):
     certfile: OptStr = None  # the client certificate the proxy presents to a TLS Redis
     keyfile: OptStr = None
     allow_replica: bool = False  # accept an uplink whose ROLE is not master (read-only use)
+    # The address other Redis servers use to replicate from this one (a
+    # switchover's REPLICAOF): defaults to addr, set it when servers see each
+    # other under other addresses than the proxy sees them (NAT, a TLS port).
+    replicate_from: OptStr = None
 
     def _rule_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
@@ -169,7 +172,16 @@ class UplinkConfig(_Section):
             problems.append(("tls", "cacertfile is required when tls is true (or set skipverify to true)"))
         if self.user and not self.password:
             problems.append(("user", "pass is required when user is set"))
+        if self.replicate_from is not None:
+            problem = _addr_problem(self.replicate_from, "tcp", allow_port_zero=False)
+            if problem:
+                problems.append(("replicate_from", problem))
         return problems
+
+    @property
+    def replication_addr(self) -> str:
+        """host:port a replica of this server connects to."""
+        return self.replicate_from or self.addr
 
 
 class _ClientListenerSection(_ListenerSection):
@@ -217,12 +229,22 @@ class AdminConfig(_ListenerSection):
     allowed_hosts: list[str] = Field(default_factory=list)
 
 
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
 class Config(BaseModel):
-    """The whole configuration file."""
+    """The whole configuration file.
+
+    `uplink` is the active uplink's section. In the file it is either that
+    section (the legacy form) or the name of an entry of `uplinks`, which the
+    loader resolves, recording the name in `uplink_name` (not a file key).
+    """
 
     model_config = _MODEL_CONFIG
 
+    uplinks: dict[str, UplinkConfig] = Field(default_factory=dict)
     uplink: UplinkConfig
+    uplink_name: str | None = None
     listen: ListenConfig
     listen_raw: ListenRawConfig | None = None
     admin: AdminConfig | None = None
@@ -233,6 +255,55 @@ class Config(BaseModel):
     tcp_keepalive_s: int = Field(default=300, ge=0, le=32767)  # Linux refuses a longer TCP_KEEPIDLE
     max_pause_ms: int = Field(default=0, ge=0)
     client_query_buffer_limit: int = Field(default=1024 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_uplink_name(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if info.context and info.context.get("from_file") and "uplink_name" in data:
+            raise _rules_error([("uplink_name", 'unknown key (name the active uplink with "uplink": "NAME")')])
+        name = data.get("uplink")
+        if not isinstance(name, str):
+            return data
+        uplinks = data.get("uplinks")
+        known = sorted(uplinks) if isinstance(uplinks, dict) else []
+        if not isinstance(uplinks, dict) or name not in uplinks:
+            where = f"(known: {', '.join(known)})" if known else "(uplinks has no entries)"
+            raise _rules_error([("uplink", f"no uplink named {name!r} in uplinks {where}")])
+        # Validated once, under uplinks.NAME: parse_config drops the copy's errors.
+        return {**data, "uplink": uplinks[name], "uplink_name": name}
+
+    @model_validator(mode="after")
+    def _check_uplinks(self) -> Self:
+        problems: list[tuple[str, str]] = []
+        seen: dict[tuple[str, str], str] = {}
+        for name, section in self.uplinks.items():
+            if not _NAME_RE.fullmatch(name):
+                problems.append((f"uplinks.{name}", "a name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"))
+            key = (section.network, section.addr)
+            if key in seen:
+                problems.append((f"uplinks.{name}.addr", f"same address as uplinks.{seen[key]} ({section.addr})"))
+            else:
+                seen[key] = name
+        if self.uplink_name is None and self.uplinks:
+            # The legacy section beside named ones: it is that entry when equal to it.
+            named = [n for n, s in self.uplinks.items() if s == self.uplink]
+            if named:
+                object.__setattr__(self, "uplink_name", named[0])
+            elif (self.uplink.network, self.uplink.addr) in seen:
+                other = seen[(self.uplink.network, self.uplink.addr)]
+                problems.append((
+                    "uplink.addr",
+                    f'same address as uplinks.{other} with other settings: name it instead ("uplink": "{other}")',
+                ))
+        if problems:
+            raise _rules_error(problems)
+        return self
+
+    def with_uplink(self, name: str) -> Config:
+        """This config with the named uplink active (KeyError for an unknown name)."""
+        return self.model_copy(update={"uplink": self.uplinks[name], "uplink_name": name})
 
     def listen_addresses_changed(self, other: Config) -> list[str]:
         """Problems that forbid reloading from `self` (current) to `other` (new).
@@ -266,114 +337,18 @@ class Config(BaseModel):
         return problems
 
 
-_SIMPLE_MESSAGES = {
-    "missing": "field required",
-    "extra_forbidden": "unknown key",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "model_type": "must be a JSON object",
-    "dict_type": "must be a JSON object",
-}
-
-
-def _message(error: Any) -> str:
-    kind = error["type"]
-    if kind in _SIMPLE_MESSAGES:
-        return _SIMPLE_MESSAGES[kind]
-    if kind == "greater_than_equal":
-        return f"must be >= {error['ctx']['ge']}"
-    # Fallback: pydantic's own wording, which never includes the input value.
-    msg = str(error["msg"]).replace("Input should be", "must be").replace("\n", " ")
-    return msg[:1].lower() + msg[1:]
-
-
-def _section_model(annotation: Any) -> type[BaseModel] | None:
-    """The model class inside a field's annotation (`ListenRawConfig | None` -> ListenRawConfig)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            model = _section_model(arg)
-            if model is not None:
-                return model
-    return None
-
-
-def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys a config file may use in the object at `loc` (file names: "pass", not "password")."""
-    model: type[BaseModel] | None = Config
-    for part in loc:
-        field = model.model_fields.get(str(part)) if model is not None else None
-        model = _section_model(field.annotation) if field is not None else None
-        if model is None:
-            return []
-    assert model is not None
-    return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def _unknown_key_message(loc: tuple[Any, ...]) -> str:
-    """"unknown key", with the closest known key when one is close enough to be a typo."""
-    if not loc:
-        return "unknown key"
-    close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1, cutoff=0.6)
-    return f'unknown key (did you mean "{close[0]}"?)' if close else "unknown key"
-
-
-def _translate(exc: ValidationError, source: str) -> list[str]:
-    problems: list[str] = []
-    # include_input=False: inputs may be passwords and must never be shown.
-    for error in exc.errors(include_url=False, include_input=False):
-        path = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "config_rules":
-            prefix = f"{path}." if path else ""
-            problems.extend(f"{prefix}{field}: {msg}" for field, msg in error["ctx"]["problems"])
-        elif error["type"] == "extra_forbidden":
-            problems.append(f"{path or source}: {_unknown_key_message(tuple(error['loc']))}")
-        else:
-            problems.append(f"{path or source}: {_message(error)}")
-    return problems
-
-
-class _JSONObject(dict[str, Any]):
-    """A decoded JSON object that remembers keys that appeared twice."""
-
-    duplicates: list[str]
-
-
-def _object_hook(pairs: list[tuple[str, Any]]) -> _JSONObject:
-    obj = _JSONObject()
-    obj.duplicates = []
-    for key, value in pairs:
-        if key in obj and key not in obj.duplicates:
-            obj.duplicates.append(key)
-        obj[key] = value
-    return obj
-
-
-def _duplicate_problems(value: Any, path: str) -> list[str]:
-    # json.loads silently keeps the last duplicate; in a config file that
-    # hides mistakes (two "addr" keys), so report them instead.
-    problems: list[str] = []
-    if isinstance(value, _JSONObject):
-        prefix = f"{path}." if path else ""
-        problems.extend(f"{prefix}{key}: duplicate key" for key in value.duplicates)
-        for key, child in value.items():
-            problems.extend(_duplicate_problems(child, f"{prefix}{key}"))
-    return problems
-
-
 def parse_config(text: str, source: str = "config") -> Config:
     """Parse and validate config JSON text; raises ConfigError."""
     try:
-        data = json.loads(text, object_pairs_hook=_object_hook)
+        data = json.loads(text, object_pairs_hook=object_hook)
     except json.JSONDecodeError as exc:
         raise ConfigError([f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
-    problems = _duplicate_problems(data, "")
+    problems = duplicate_problems(data, "")
     try:
         config = Config.model_validate(data, context={"from_file": True})
     except ValidationError as exc:
-        problems.extend(_translate(exc, source))
+        named = isinstance(data, dict) and isinstance(data.get("uplink"), str)
+        problems.extend(translate(Config, exc, source, named_uplink=named))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
@@ -383,11 +358,14 @@ def parse_config(text: str, source: str = "config") -> Config:
 def check_files(config: Config) -> list[str]:
     """Problems with cert/key/CA files that the config will actually use."""
     wanted: list[tuple[str, str | None]] = []
-    if config.uplink.tls and not config.uplink.skipverify:
-        wanted.append(("uplink.cacertfile", config.uplink.cacertfile))
-    if config.uplink.tls and config.uplink.certfile:
-        wanted.append(("uplink.certfile", config.uplink.certfile))
-        wanted.append(("uplink.keyfile", config.uplink.keyfile))
+    uplinks = {"uplink": config.uplink} if config.uplink_name is None else {}
+    uplinks.update({f"uplinks.{name}": section for name, section in config.uplinks.items()})
+    for where, uplink in uplinks.items():
+        if uplink.tls and not uplink.skipverify:
+            wanted.append((f"{where}.cacertfile", uplink.cacertfile))
+        if uplink.tls and uplink.certfile:
+            wanted.append((f"{where}.certfile", uplink.certfile))
+            wanted.append((f"{where}.keyfile", uplink.keyfile))
     for name in LISTENERS:
         section = getattr(config, name)
         if section is not None and section.tls:
@@ -418,19 +396,23 @@ _FILE_KEYS: dict[str, tuple[str, ...]] = {
 
 def resolve_paths(config: Config, base: str) -> Config:
     """The config with every relative file path made absolute against `base` (the models are frozen: copies)."""
-    updates: dict[str, BaseModel] = {}
-    for name, keys in _FILE_KEYS.items():
-        section = getattr(config, name)
-        if section is None:
-            continue
+    def resolved(section: Any, keys: tuple[str, ...]) -> Any:
         changed = {
             key: os.path.normpath(os.path.join(base, value))
             for key in keys
             if isinstance(value := getattr(section, key), str) and not os.path.isabs(value)
         }
-        if changed:
-            updates[name] = section.model_copy(update=changed)
-    return config.model_copy(update=updates) if updates else config
+        return section.model_copy(update=changed) if changed else section
+
+    updates: dict[str, Any] = {}
+    for name, keys in _FILE_KEYS.items():
+        section = getattr(config, name)
+        if section is not None:
+            updates[name] = resolved(section, keys)
+    updates["uplinks"] = {name: resolved(section, _FILE_KEYS["uplink"]) for name, section in config.uplinks.items()}
+    if config.uplink_name is not None:
+        updates["uplink"] = updates["uplinks"][config.uplink_name]
+    return config.model_copy(update=updates)
 
 
 def load_config(path: str) -> Config:
@@ -461,8 +443,11 @@ def load_config(path: str) -> Config:
 def redacted(config: Config) -> dict[str, Any]:
     """The config as a dict (file key names) with passwords replaced."""
     data = config.model_dump(by_alias=True)
-    for name in ("uplink", "listen", "admin"):
-        section = data.get(name)
-        if section is not None and section.get("pass") is not None:
+    name = data.pop("uplink_name", None)
+    if name is not None:
+        data["uplink"] = name  # as the file says it
+    sections = [data.get(name) for name in ("uplink", "listen", "admin")] + list(data.get("uplinks", {}).values())
+    for section in sections:
+        if isinstance(section, dict) and section.get("pass") is not None:
             section["pass"] = "[removed]"
     return data

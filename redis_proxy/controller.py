@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis_proxy.acl_users import check_session_users
-from redis_proxy.config import Config, ConfigError, load_config
+from redis_proxy.config import Config, ConfigError, UplinkConfig, load_config
 from redis_proxy.gate import PAUSED, PAUSING, RUNNING, STOPPING, Gate, SessionHandle
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import UplinkError, check_uplink
 
 log = logging.getLogger("redis_proxy")
 
-__all__ = ["RUNNING", "PAUSING", "PAUSED", "STOPPING", "Controller", "ControlError", "ControlTimeout"]
+__all__ = ["RUNNING", "PAUSING", "PAUSED", "STOPPING", "Controller", "ControlError", "ControlTimeout", "UnknownUplink", "TargetRefused"]
 
 DEFAULT_DRAIN_LIMIT = 10.0  # seconds to wait for in-flight commands when read_time_limit_ms is 0
 
@@ -41,6 +41,14 @@ class ControlError(Exception):
 
 class ControlTimeout(ControlError):
     """A pause did not complete in time (the proxy was unpaused again)."""
+
+
+class UnknownUplink(ControlError):
+    """A command named an uplink the config does not have."""
+
+
+class TargetRefused(ControlError):
+    """A target uplink failed its check (unreachable, TLS, AUTH, not a master, session users)."""
 
 
 @dataclass
@@ -67,6 +75,15 @@ class ControlledProxy(Protocol):
     def apply_config(self, new: Config, uplink_ssl: ssl.SSLContext | None) -> None: ...
 
 
+def file_choice(config: Config) -> str | UplinkConfig:
+    """What a config file chose as its uplink: the name, or (legacy form) the section itself.
+
+    A named uplink whose settings changed (a rotated password) is the same
+    choice; a reload applies a new choice, not new settings for an old one.
+    """
+    return config.uplink_name if config.uplink_name is not None else config.uplink
+
+
 class Controller:
     def __init__(self, proxy: ControlledProxy) -> None:
         self.proxy = proxy
@@ -80,6 +97,11 @@ class Controller:
         self._reload_lock = asyncio.Lock()
         self._txn_timer: asyncio.TimerHandle | None = None
         self._pause_limit: asyncio.TimerHandle | None = None
+        # What the config file said the uplink is, as last loaded: a reload
+        # applies the file's uplink only when this changed (see _runtime_uplink).
+        self.file_uplink = file_choice(proxy.config)
+        # Set by a running switchover (a description of it): reload and switch wait for it to end.
+        self.switchover_running: str | None = None
 
     # -- state --------------------------------------------------------------
 
@@ -239,7 +261,7 @@ class Controller:
 
     async def verify(self) -> str:
         """Validate the config file on disk, uplink connection included, without loading it."""
-        new = self._read_config()
+        new = self._runtime_uplink(self._read_config())
         problems = self.proxy.reload_problems(new)
         if problems:
             raise ControlError("\n".join(problems))
@@ -304,7 +326,9 @@ class Controller:
 
     async def _reload(self) -> dict[str, Any]:
         proxy = self.proxy
-        new = self._read_config()
+        self._check_switch_allowed()
+        file_config = self._read_config()
+        new = self._runtime_uplink(file_config)
         problems = proxy.reload_problems(new)
         if problems:
             raise ControlError("\n".join(problems))
@@ -316,15 +340,66 @@ class Controller:
         except (ConfigError, UplinkError) as exc:
             raise ControlError(str(exc)) from None
         log.info("reload: new config is valid (%s)", checked)
-        old_addr = proxy.config.uplink.addr
+        file_uplink = file_choice(file_config)
         if new.uplink == proxy.config.uplink:
+            self.file_uplink = file_uplink
             proxy.apply_config(new, uplink_ssl)
             self._set_time_limit(new.read_time_limit_ms)
-            return {"switched": False, "held_ms": 0.0, "uplink": new.uplink.addr}
+            return {"switched": False, "held_ms": 0.0, "uplink": new.uplink.addr, "uplink_name": new.uplink_name}
         # Before any client is held: a target that would refuse sessions' credentials refuses the reload.
         users = await self._check_session_users(new, uplink_ssl)
         if users:
             log.info("reload: %s", users.removeprefix(", "))
+        held = await self._pause_and_switch(new, uplink_ssl, "reload")
+        self.file_uplink = file_uplink  # only once applied: a failed reload of a new uplink is retried as new
+        return {
+            "switched": True,
+            "held_ms": round(held * 1000, 3),
+            "uplink": new.uplink.addr,
+            "uplink_name": new.uplink_name,
+            "paused": self.operator_paused,
+        }
+
+    def _runtime_uplink(self, new: Config) -> Config:
+        """A reload does not silently undo a runtime switch (cmd=switch, a switchover).
+
+        The file's uplink is applied when it changed since the file was last
+        loaded; otherwise the uplink chosen at runtime stays, with the new
+        file's settings for it. Raises ControlError when the file no longer
+        names it.
+        """
+        current = self.proxy.config
+        if file_choice(new) != self.file_uplink:
+            return new  # the operator edited the file's choice: it wins
+        if current.uplink_name is None or current.uplink_name == new.uplink_name:
+            return new
+        if current.uplink_name not in new.uplinks:
+            raise ControlError(
+                f"the active uplink {current.uplink_name!r} (switched to at runtime) is not in the new file's uplinks:"
+                f' add it back, or set "uplink" in the file to the one to use'
+            )
+        log.info(
+            "reload: keeping the runtime uplink %r (the file's uplink %r did not change since it was loaded)",
+            current.uplink_name,
+            new.uplink_name,
+        )
+        return new.with_uplink(current.uplink_name)
+
+    async def _pause_and_switch(self, new: Config, uplink_ssl: ssl.SSLContext | None, why: str) -> float:
+        """Pause, drain, switch every session to `new`, resume (unless an operator holds the pause).
+
+        Returns how long clients were held (seconds). On failure nothing changed and ControlError says why.
+        """
+        started = await self.hold(why)
+        old_addr = self.proxy.config.uplink.addr
+        self.switch_sessions(new, uplink_ssl, why)
+        return self.release(started, old_addr, new)
+
+    async def hold(self, why: str) -> float:
+        """Pause (unless paused already) and wait until nothing is in flight; the time clients are held from.
+
+        On failure clients are released again (an operator's pause stays) and ControlError says why.
+        """
         self._begin_pause()
         # Clients are held from the start of the pause, an operator's included.
         started = self.paused_since if self.paused_since is not None else time.monotonic()
@@ -334,26 +409,74 @@ class Controller:
             # An operator's pause (before or during the drain) stays.
             if not self.operator_paused and self.state != RUNNING:
                 self._resume()
-            raise ControlError(f"reload aborted, nothing changed: {exc}") from None
+            raise ControlError(f"{why} aborted, nothing changed: {exc}") from None
+        return started
+
+    def switch_sessions(self, new: Config, uplink_ssl: ssl.SSLContext | None, why: str) -> None:
+        """While held: make `new` the config, each session takes a new uplink connection before its next command."""
         try:
-            proxy.apply_config(new, uplink_ssl)
+            self.proxy.apply_config(new, uplink_ssl)
             self._set_time_limit(new.read_time_limit_ms)
             self.gate.generation += 1
-            for session in list(proxy.sessions):
+            for session in list(self.proxy.sessions):
                 session.switch_uplink()
-        except Exception as exc:  # never leave clients held by a failed reload
-            log.exception("reload: switching failed")
-            if not self.operator_paused:
-                self._resume()
-            raise ControlError(f"reload failed while switching: {exc}") from None
+        except Exception as exc:  # never leave clients held by a failed switch
+            log.exception("%s: switching failed", why)
+            self.release_hold()
+            raise ControlError(f"{why} failed while switching: {exc}") from None
+
+    def release(self, started: float, old_addr: str, new: Config) -> float:
+        """After switch_sessions: resume (unless an operator holds the pause), record the switch; seconds held."""
         held = time.monotonic() - started
-        stay_paused = self.operator_paused
-        if not stay_paused:
-            self._resume()
-        proxy.stats.switches += 1
+        self.release_hold()
+        self.proxy.stats.switches += 1
         self.switches.appendleft(Switch(time.time(), old_addr, new.uplink.addr, held * 1000))
         log.info("switched uplink %s -> %s; clients held %.1f ms", old_addr, new.uplink.addr, held * 1000)
-        return {"switched": True, "held_ms": round(held * 1000, 3), "uplink": new.uplink.addr, "paused": stay_paused}
+        return held
+
+    def release_hold(self) -> None:
+        """End a pause taken by hold(), unless an operator's pause holds it."""
+        if not self.operator_paused:
+            self._resume()
+
+    # -- named uplinks ------------------------------------------------------------
+
+    def _check_switch_allowed(self) -> None:
+        if self.switchover_running is not None:
+            raise ControlError(f"a switchover is running ({self.switchover_running}): wait for it or abort it")
+
+    async def switch(self, name: str) -> dict[str, Any]:
+        """cmd=switch: check the named uplink (connect, TLS, AUTH, role master), pause, drain, switch, resume.
+
+        UnknownUplink for a name the config does not have; ControlError (the
+        proxy stays on its uplink) for a target that fails its check.
+        """
+        config = self.proxy.config
+        if name not in config.uplinks:
+            known = ", ".join(sorted(config.uplinks)) or "none are configured"
+            raise UnknownUplink(f"no uplink named {name!r} (known: {known})")
+        async with self._reload_lock:
+            self._check_switch_allowed()
+            new = self.proxy.config.with_uplink(name)
+            if new.uplink == self.proxy.config.uplink:
+                return {"switched": False, "uplink": name, "held_ms": 0.0}
+            uplink_ssl = await self.check_target(new, name)
+            held = await self._pause_and_switch(new, uplink_ssl, f"switch to {name}")
+            return {"switched": True, "uplink": name, "held_ms": round(held * 1000, 3), "paused": self.operator_paused}
+
+    async def check_target(self, new: Config, name: str) -> ssl.SSLContext | None:
+        """A target uplink must take clients as the proxy would connect them: raises ControlError why not."""
+        try:
+            uplink_ssl = self.proxy.make_uplink_ssl(new)
+            checked = await check_uplink(new.uplink, uplink_ssl, timeout=5.0)
+        except (ConfigError, UplinkError) as exc:
+            raise TargetRefused(f"uplink {name} refused: {exc}") from None
+        try:
+            users = await self._check_session_users(new, uplink_ssl)
+        except ControlError as exc:
+            raise TargetRefused(f"uplink {name} refused: {exc}") from None
+        log.info("uplink %s checked: %s%s", name, checked, users)
+        return uplink_ssl
 
     # -- shutdown -------------------------------------------------------------------
 

@@ -231,6 +231,7 @@ class Proxy:
             "clients": len(self.sessions),
             "raw_connections": len(self.raw_connections),
             "uplink": self.config.uplink.addr,
+            "uplink_name": self.config.uplink_name,
             "addresses": dict(self.addresses),
         }
 

@@ -555,3 +555,64 @@ def test_tcp_keepalive_s_is_bounded_by_what_linux_accepts() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(text)
     assert "tcp_keepalive_s" in str(err.value) and "32767" in str(err.value)
+
+
+# -- named uplinks -----------------------------------------------------------------------
+
+
+def named(**extra: Any) -> dict[str, Any]:
+    data = minimal()
+    data["uplinks"] = {"a": {"addr": "127.0.0.1:6379", "pass": "secret-a"}, "b": {"addr": "127.0.0.1:6380"}}
+    data["uplink"] = "a"
+    data.update(extra)
+    return data
+
+
+def test_uplink_may_name_an_entry_of_uplinks() -> None:
+    config = parse_config(json.dumps(named()))
+    assert config.uplink_name == "a" and config.uplink == config.uplinks["a"]
+    assert config.with_uplink("b").uplink.addr == "127.0.0.1:6380"
+    shown = redacted(config)
+    assert shown["uplink"] == "a" and shown["uplinks"]["a"]["pass"] == "[removed]"
+    assert parse_config(json.dumps(redacted(config))).uplinks["a"].password == "[removed]"
+
+
+def test_named_uplink_problems_are_readable() -> None:
+    assert problems_of(named(uplink="c")) == ["uplink: no uplink named 'c' in uplinks (known: a, b)"]
+    data = named()
+    data["uplinks"]["b"]["addr"] = "127.0.0.1:6379"
+    assert problems_of(data) == ["uplinks.b.addr: same address as uplinks.a (127.0.0.1:6379)"]
+    data = named()
+    data["uplinks"]["a"]["adr"] = "x"
+    assert problems_of(data) == ['uplinks.a.adr: unknown key (did you mean "addr"?)']  # once, not under uplink too
+    assert problems_of(named(uplink=5)) == ["uplink: must be a JSON object or the name of an entry in uplinks"]
+    assert problems_of(named(uplink_name="a")) == ['uplink_name: unknown key (name the active uplink with "uplink": "NAME")']
+    data = named()
+    data["uplinks"]["a b"] = {"addr": "127.0.0.1:1"}
+    assert problems_of(data)[0].startswith("uplinks.a b: a name is 1 to 64 letters")
+    data = named()
+    data["uplinks"]["a"]["replicate_from"] = "10.0.0.1"
+    assert problems_of(data) == ["uplinks.a.replicate_from: expected host:port, got '10.0.0.1'"]
+
+
+def test_a_legacy_uplink_beside_named_ones() -> None:
+    # Equal to an entry: it is that entry.
+    config = parse_config(json.dumps(named(uplink={"addr": "127.0.0.1:6380"})))
+    assert config.uplink_name == "b"
+    # Another server: unnamed.
+    config = parse_config(json.dumps(named(uplink={"addr": "127.0.0.1:7000"})))
+    assert config.uplink_name is None
+    # The same address with other settings is ambiguous.
+    assert problems_of(named(uplink={"addr": "127.0.0.1:6379"})) == [
+        'uplink.addr: same address as uplinks.a with other settings: name it instead ("uplink": "a")'
+    ]
+
+
+def test_named_uplink_files_resolve_against_the_config(tmp_path: Path) -> None:
+    data = named()
+    data["uplinks"]["b"].update({"tls": True, "cacertfile": "ca.pem"})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.problems == [f"uplinks.b.cacertfile: cannot read {tmp_path / 'ca.pem'}: No such file or directory"]

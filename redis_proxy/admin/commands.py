@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from redis_proxy.admin.state import scrub
-from redis_proxy.controller import STOPPING, ControlError, ControlTimeout
+from redis_proxy.controller import STOPPING, ControlError, ControlTimeout, TargetRefused, UnknownUplink
 
 if TYPE_CHECKING:
     from redis_proxy.server import Proxy
@@ -169,6 +169,29 @@ async def _verify(proxy: Proxy, fields: Fields) -> dict[str, Any]:
     return {"result": await _shielded(proxy, proxy.controller.verify(), "admin-verify")}
 
 
+def uplink_name_field(proxy: Proxy, fields: Fields, key: str = "to") -> str:
+    """The named uplink a command is about; 400 when missing or unknown."""
+    name = fields.get(key)
+    known = ", ".join(sorted(proxy.config.uplinks)) or "none are configured"
+    if not isinstance(name, str) or not name:
+        raise CommandError(400, f"missing {key}=NAME (an entry of uplinks: {known})")
+    if name not in proxy.config.uplinks:
+        raise CommandError(400, f"no uplink named {name[:100]!r} (known: {known})")
+    return name
+
+
+async def _switch(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    name = uplink_name_field(proxy, fields)
+    try:
+        result: dict[str, Any] = await _shielded(proxy, proxy.controller.switch(name), "admin-switch")
+    except UnknownUplink as exc:
+        raise CommandError(400, str(exc)) from None
+    except TargetRefused as exc:
+        # The proxy stays on its uplink, running; the target is what failed.
+        raise CommandError(502, str(exc)) from None
+    return result
+
+
 async def _terminate_raw(proxy: Proxy, fields: Fields) -> dict[str, Any]:
     pipes = list(proxy.raw_connections)  # closing a pipe removes it from the set
     for pipe in pipes:
@@ -183,6 +206,7 @@ COMMANDS: dict[str, Handler] = {
     "reload": _reload,
     "verify": _verify,
     "terminate-raw-connections": _terminate_raw,
+    "switch": _switch,
 }
 
 

@@ -1,0 +1,78 @@
+"""What a switchover is doing and has done: the body of GET /switchover.json, metrics and the status page.
+
+Plain data, written by the running switchover and read by everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("redis_proxy")
+
+# The phases in order. "idle": none has run since the proxy started.
+PHASES = ("idle", "preflight", "replicate", "catch-up", "promote", "switch")
+RESULTS = ("done", "failed", "aborted")
+MAX_EVENTS = 200  # a long sync reports progress; the first and last events are what matter
+
+
+@dataclass
+class SwitchoverStatus:
+    phase: str = "idle"
+    source: str | None = None  # the uplink name switched from ("from" in JSON), or its address when unnamed
+    target: str | None = None  # "to"
+    lag_bytes: int | None = None  # source offset minus target offset, while the target replicates
+    held_ms: float | None = None  # clients' real hold, pause to unpause, once switched
+    result: str | None = None  # None while running
+    error: str | None = None
+    started_at: float | None = None  # wall clock
+    ended_at: float | None = None
+    attempt: int = 0  # catch-up attempts so far (1 + retries at most)
+    sync_total_bytes: int = 0  # the target's full sync, for a progress bar (0: none in progress)
+    sync_read_bytes: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return self.phase != "idle" and self.result is None
+
+    def event(self, msg: str, level: int = logging.INFO) -> None:
+        """Record an event (wall-clock time) and log it."""
+        self.events.append({"t": round(time.time(), 3), "msg": msg})
+        if len(self.events) > MAX_EVENTS:
+            del self.events[10]  # keep the first ones: what was checked and decided
+        log.log(level, "switchover %s -> %s: %s", self.source, self.target, msg)
+
+    def enter(self, phase: str) -> None:
+        assert phase in PHASES
+        self.phase = phase
+        self.event(f"phase {phase}")
+
+    def finish(self, result: str, error: str | None = None) -> None:
+        assert result in RESULTS
+        self.result = result
+        self.error = error
+        self.ended_at = time.time()
+        self.sync_total_bytes = self.sync_read_bytes = 0
+        level = logging.INFO if result == "done" else logging.ERROR if result == "failed" else logging.WARNING
+        self.event(f"{result}{': ' + error if error else ''}", level)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "from": self.source,
+            "to": self.target,
+            "lag_bytes": self.lag_bytes,
+            "held_ms": None if self.held_ms is None else round(self.held_ms, 3),
+            "result": self.result,
+            "error": self.error,
+            "running": self.running,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "attempt": self.attempt,
+            "sync_total_bytes": self.sync_total_bytes,
+            "sync_read_bytes": self.sync_read_bytes,
+            "events": list(self.events),
+        }
