@@ -30,6 +30,7 @@ from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.protocol import ClientSession
 from redis_proxy.session.unblock import Unblocker
 from redis_proxy.stats import Stats
+from redis_proxy.switchover.status import SwitchoverStatus
 from redis_proxy.tls import server_context, uplink_context
 
 log = logging.getLogger("redis_proxy")
@@ -51,6 +52,7 @@ class Proxy:
         self.unblocker = Unblocker(self.uplink_settings, self.spawn)
         self.client_ids = ClientIds()  # the client ids sessions hand out, and their uplink connections' ids
         self.health = HealthChecker(self.uplink_settings)  # /readyz, uplink_up; started by start()
+        self.switchover_status = SwitchoverStatus()  # the running or last switchover (GET /switchover.json)
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured
         self._servers: list[asyncio.Server] = []
