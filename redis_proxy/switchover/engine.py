@@ -172,6 +172,14 @@ class Switchover:
 
     async def _preflight(self) -> None:
         source, target, options = self.source, self.target, self.options
+        # Replicas reach their master over TCP: a unix-socket uplink needs the address they use.
+        replicated_from = [(source, "source")] + ([(target, "target")] if options.reverse else [])
+        for server, role in replicated_from:
+            if server.config.network == "unix" and not server.config.replicate_from:
+                raise SwitchoverFailed(
+                    f"the {role} {server.name} is a unix socket: set its replicate_from to the host:port"
+                    " the other server replicates from"
+                )
         src = await self._io(source.replication())
         if not src.is_master:
             raise SwitchoverFailed(f"the source {source.name} is not a master (role {src.role})")

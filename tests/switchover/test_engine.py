@@ -225,3 +225,16 @@ def test_catch_up_retries_then_fails_with_clients_released(redis_factory: Factor
     assert "retrying the catch-up (1 of 1 retries)" in messages(body)
     assert admin.info()["state_str"] == "running" and role(b) == "master"
     assert txn.execute_command("EXEC") == []
+
+
+def test_shutdown_during_a_switchover_rolls_it_back(redis_factory: Factory, proxy_factory: Factory) -> None:
+    a, b = redis_factory(), redis_factory()  # the default 5 s sync delay: replicate lasts
+    a.client().set("k", "v")
+    proxy: ProxyProcess = proxy_factory(named_config({"a": a, "b": b}, "a"))
+    admin = AdminClient(proxy)
+    start(admin, "b")
+    wait_phase(admin, "replicate")
+    wait_until(lambda: role(b) == "slave", timeout=5)
+    assert proxy.stop() == 0
+    assert "abort requested (the proxy is shutting down)" in proxy.log()
+    assert role(b) == "master" and role(a) == "master"
