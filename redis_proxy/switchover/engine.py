@@ -312,6 +312,7 @@ class Switchover:
 
     async def _promote(self) -> None:
         """REPLICAOF NO ONE on the target: from here on there is no abort."""
+        self._check_abort()
         self.committing = True
         self.status.enter("promote")
         try:

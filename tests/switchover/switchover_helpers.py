@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from admin_client import AdminClient
-from servers import RedisServer, free_port, proxy_config
+from load import Load
+from servers import RedisServer, free_port, proxy_config, wait_until
 
 # Redis waits 5 s by default before a diskless full sync, for more replicas
 # to join; tests have one, and no reason to wait.
@@ -69,3 +70,15 @@ def wait_result(admin: AdminClient, timeout: float = 60.0) -> dict[str, Any]:
 
 def messages(body: dict[str, Any]) -> str:
     return "\n".join(event["msg"] for event in body["events"])
+
+
+def switchover_under_load(admin: AdminClient, load: Load, to: str, **options: Any) -> tuple[dict[str, Any], list[str]]:
+    """Run a switchover while `load` runs, until every client made progress after it; (result, client errors)."""
+    try:
+        start(admin, to, **options)
+        body = wait_result(admin)
+        marks = load.marks()
+        wait_until(lambda: load.progressed_since(marks), timeout=20, message="every client progressed after the switchover")
+    finally:
+        errors = load.finish()
+    return body, errors

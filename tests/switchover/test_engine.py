@@ -12,7 +12,17 @@ import redis
 from admin_client import AdminClient
 from load import Load
 from servers import ProxyProcess, RedisServer, wait_until
-from switchover_helpers import FAST_SYNC, dead_addr, messages, named_config, start, status, wait_phase, wait_result
+from switchover_helpers import (
+    FAST_SYNC,
+    dead_addr,
+    messages,
+    named_config,
+    start,
+    status,
+    switchover_under_load,
+    wait_phase,
+    wait_result,
+)
 
 Factory = Callable[..., Any]
 
@@ -27,13 +37,7 @@ def test_switchover_under_incr_load_loses_nothing(redis_factory: Factory, proxy_
     proxy: ProxyProcess = proxy_factory(named_config({"old": old, "new": new}, "old"))
     admin = AdminClient(proxy)
     load = Load([proxy.client(socket_timeout=20) for _ in range(16)]).start()
-    try:
-        start(admin, "new")
-        body = wait_result(admin)
-        marks = load.marks()
-        wait_until(lambda: load.progressed_since(marks), timeout=20, message="every client progressed on the new server")
-    finally:
-        errors = load.finish()
+    body, errors = switchover_under_load(admin, load, "new")
     assert body["result"] == "done", messages(body)
     assert errors == []
     assert load.lost_on(new.client()) == []
@@ -196,13 +200,17 @@ def test_abort_in_replicate_detaches_the_target(redis_factory: Factory, proxy_fa
     assert b.client().config_get("masterauth")["masterauth"] == "kept-setting"
 
 
-def test_abort_in_catch_up_releases_clients(redis_factory: Factory, proxy_factory: Factory) -> None:
+def with_open_transaction(redis_factory: Factory, proxy_factory: Factory) -> tuple[Any, ProxyProcess, AdminClient, Any]:
+    """Servers a and b, a proxy on a, and a client inside MULTI: its open transaction holds every drain."""
     a, b = redis_factory(extra_args=FAST_SYNC), redis_factory(extra_args=FAST_SYNC)
     proxy: ProxyProcess = proxy_factory(named_config({"a": a, "b": b}, "a", read_time_limit_ms=20000))
-    admin = AdminClient(proxy)
-    # An open transaction holds the drain: catch-up waits for it.
     txn = proxy.client(single_connection_client=True)
     txn.execute_command("MULTI")
+    return (a, b), proxy, AdminClient(proxy), txn
+
+
+def test_abort_in_catch_up_releases_clients(redis_factory: Factory, proxy_factory: Factory) -> None:
+    (a, _), proxy, admin, txn = with_open_transaction(redis_factory, proxy_factory)
     start(admin, "b", max_hold_ms=15000)
     wait_phase(admin, "catch-up")
     wait_until(lambda: admin.info()["state_str"] == "pausing", timeout=10)
@@ -214,11 +222,7 @@ def test_abort_in_catch_up_releases_clients(redis_factory: Factory, proxy_factor
 
 
 def test_catch_up_retries_then_fails_with_clients_released(redis_factory: Factory, proxy_factory: Factory) -> None:
-    a, b = redis_factory(extra_args=FAST_SYNC), redis_factory(extra_args=FAST_SYNC)
-    proxy: ProxyProcess = proxy_factory(named_config({"a": a, "b": b}, "a", read_time_limit_ms=20000))
-    admin = AdminClient(proxy)
-    txn = proxy.client(single_connection_client=True)
-    txn.execute_command("MULTI")
+    (_, b), proxy, admin, txn = with_open_transaction(redis_factory, proxy_factory)
     start(admin, "b", max_hold_ms=200, retries=1)
     body = wait_result(admin)
     assert body["result"] == "failed" and "did not catch up" in body["error"] and body["attempt"] == 2

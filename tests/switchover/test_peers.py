@@ -7,8 +7,8 @@ from typing import Any
 
 from admin_client import AdminClient
 from load import Load
-from servers import ProxyProcess, wait_until
-from switchover_helpers import FAST_SYNC, messages, named_config, start, wait_result
+from servers import ProxyProcess
+from switchover_helpers import FAST_SYNC, messages, named_config, start, switchover_under_load, wait_result
 
 Factory = Callable[..., Any]
 
@@ -30,13 +30,7 @@ def test_two_proxies_switched_together_under_load(redis_factory: Factory, proxy_
     peer_admin = AdminClient(peer, auth=("admin", "peer-admin-secret"))
     load = Load([leader.client(socket_timeout=20) for _ in range(4)] + [peer.client(socket_timeout=20) for _ in range(4)])
     load.start()
-    try:
-        start(admin, "b")
-        body = wait_result(admin)
-        marks = load.marks()
-        wait_until(lambda: load.progressed_since(marks), timeout=20, message="clients of both proxies progressed")
-    finally:
-        errors = load.finish()
+    body, errors = switchover_under_load(admin, load, "b")
     assert body["result"] == "done" and body["error"] is None, messages(body)
     assert errors == [] and load.lost_on(b.client()) == []
     assert "1 peer(s) switched and unpaused" in messages(body)
