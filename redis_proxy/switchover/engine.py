@@ -67,6 +67,7 @@ class Switchover:
         self.restore: dict[str, str] | None = None  # the target's settings, when this switchover attached it
         self.holding = False  # clients are held by this switchover
         self._last_progress = 0.0
+        self._missed = ""  # why the last catch-up attempt ran out of time
 
     # -- control ------------------------------------------------------------------
 
@@ -128,14 +129,13 @@ class Switchover:
                 await self._roll_back()
                 self._finish("aborted", "aborted before the promotion: the source stays authoritative")
                 return
-            except (SwitchoverFailed, ControlPlaneError, ControlError, PeerError) as exc:
+            except Exception as exc:
+                reason = str(exc)
+                if not isinstance(exc, (SwitchoverFailed, ControlPlaneError, ControlError, PeerError)):
+                    log.exception("switchover: unexpected error")  # a bug: still never leave clients held
+                    reason = f"internal error: {exc}"
                 await self._roll_back()
-                self._finish("failed", str(exc))
-                return
-            except Exception as exc:  # a bug: still never leave clients held
-                log.exception("switchover: unexpected error")
-                await self._roll_back()
-                self._finish("failed", f"internal error: {exc}")
+                self._finish("failed", reason)
                 return
             warnings = await self._after_promotion(started)
             self._finish("done", "; ".join(warnings) if warnings else None)
@@ -163,9 +163,8 @@ class Switchover:
             if attempt <= self.options.retries:
                 self.status.event(f"retrying the catch-up ({attempt} of {self.options.retries} retries)")
         raise SwitchoverFailed(
-            f"the target did not catch up within max_hold_ms={self.options.max_hold_ms} in"
-            f" {self.options.retries + 1} attempt(s): is something writing to the source other than this proxy"
-            " (and its peers)?"
+            f"no catch-up within max_hold_ms={self.options.max_hold_ms} in {self.options.retries + 1} attempt(s);"
+            f" the last time {self._missed}"
         )
 
     # -- 1. preflight -----------------------------------------------------------------
@@ -276,6 +275,7 @@ class Switchover:
         except ControlError as exc:
             self.holding = False
             await self._release_peers()
+            self._missed = "in-flight commands or open transactions did not finish (see read_time_limit_ms)"
             self.status.event(f"clients not drained in time: {exc}", logging.WARNING)
             return None
         deadline = started + hold_s
@@ -291,6 +291,10 @@ class Switchover:
                 )
                 return started
             if time.monotonic() >= deadline:
+                self._missed = (
+                    f"the target stayed {self.status.lag_bytes} bytes behind: is something other than this proxy"
+                    " (and its peers) writing to the source?"
+                )
                 self._release()
                 await self._release_peers()
                 self.status.event(
