@@ -229,6 +229,20 @@ class AdminConfig(_ListenerSection):
     allowed_hosts: list[str] = Field(default_factory=list)
 
 
+class PeerConfig(_Section):
+    """Another proxy in front of the same Redis: a switchover pauses and switches it too, through its admin API."""
+
+    url: str  # its admin app, e.g. https://10.0.0.2:7012
+    password: OptStr = Field(default=None, alias="pass", repr=False)  # its admin.pass
+    cacertfile: OptStr = None  # to verify an https admin app's certificate (default: the system's CAs)
+    skipverify: bool = False
+
+    def _rule_problems(self) -> list[tuple[str, str]]:
+        if not re.fullmatch(r"https?://[^/\s]+/?", self.url):
+            return [("url", f"expected http(s)://HOST:PORT of the peer's admin app, got {self.url[:100]!r}")]
+        return []
+
+
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -245,6 +259,7 @@ class Config(BaseModel):
     uplinks: dict[str, UplinkConfig] = Field(default_factory=dict)
     uplink: UplinkConfig
     uplink_name: str | None = None
+    peers: list[PeerConfig] = Field(default_factory=list)
     listen: ListenConfig
     listen_raw: ListenRawConfig | None = None
     admin: AdminConfig | None = None
@@ -360,6 +375,9 @@ def check_files(config: Config) -> list[str]:
     wanted: list[tuple[str, str | None]] = []
     uplinks = {"uplink": config.uplink} if config.uplink_name is None else {}
     uplinks.update({f"uplinks.{name}": section for name, section in config.uplinks.items()})
+    for index, peer in enumerate(config.peers):
+        if peer.cacertfile and not peer.skipverify:
+            wanted.append((f"peers.{index}.cacertfile", peer.cacertfile))
     for where, uplink in uplinks.items():
         if uplink.tls and not uplink.skipverify:
             wanted.append((f"{where}.cacertfile", uplink.cacertfile))
@@ -412,6 +430,7 @@ def resolve_paths(config: Config, base: str) -> Config:
     updates["uplinks"] = {name: resolved(section, _FILE_KEYS["uplink"]) for name, section in config.uplinks.items()}
     if config.uplink_name is not None:
         updates["uplink"] = updates["uplinks"][config.uplink_name]
+    updates["peers"] = [resolved(peer, ("cacertfile",)) for peer in config.peers]
     return config.model_copy(update=updates)
 
 
@@ -446,7 +465,8 @@ def redacted(config: Config) -> dict[str, Any]:
     name = data.pop("uplink_name", None)
     if name is not None:
         data["uplink"] = name  # as the file says it
-    sections = [data.get(name) for name in ("uplink", "listen", "admin")] + list(data.get("uplinks", {}).values())
+    sections = [data.get(name) for name in ("uplink", "listen", "admin")]
+    sections += list(data.get("uplinks", {}).values()) + list(data.get("peers", []))
     for section in sections:
         if isinstance(section, dict) and section.get("pass") is not None:
             section["pass"] = "[removed]"

@@ -271,9 +271,9 @@ class Controller:
             checked = await check_uplink(new.uplink, uplink_ssl, timeout=5.0)
         except (ConfigError, UplinkError) as exc:
             raise ControlError(str(exc)) from None
-        return checked + await self._check_session_users(new, uplink_ssl)
+        return checked + await self.check_session_users_on(new, uplink_ssl)
 
-    async def _check_session_users(self, new: Config, uplink_ssl: ssl.SSLContext | None) -> str:
+    async def check_session_users_on(self, new: Config, uplink_ssl: ssl.SSLContext | None) -> str:
         """listen.auth "passthrough": every user seen on live sessions must be accepted by the new uplink.
 
         Raises ControlError naming the users it would refuse (never a
@@ -347,7 +347,7 @@ class Controller:
             self._set_time_limit(new.read_time_limit_ms)
             return {"switched": False, "held_ms": 0.0, "uplink": new.uplink.addr, "uplink_name": new.uplink_name}
         # Before any client is held: a target that would refuse sessions' credentials refuses the reload.
-        users = await self._check_session_users(new, uplink_ssl)
+        users = await self.check_session_users_on(new, uplink_ssl)
         if users:
             log.info("reload: %s", users.removeprefix(", "))
         held = await self._pause_and_switch(new, uplink_ssl, "reload")
@@ -395,16 +395,18 @@ class Controller:
         self.switch_sessions(new, uplink_ssl, why)
         return self.release(started, old_addr, new)
 
-    async def hold(self, why: str) -> float:
+    async def hold(self, why: str, timeout: float | None = None) -> float:
         """Pause (unless paused already) and wait until nothing is in flight; the time clients are held from.
 
-        On failure clients are released again (an operator's pause stays) and ControlError says why.
+        On failure (the drain took longer than `timeout`, by default the
+        drain limit) clients are released again (an operator's pause stays)
+        and ControlError says why.
         """
         self._begin_pause()
         # Clients are held from the start of the pause, an operator's included.
         started = self.paused_since if self.paused_since is not None else time.monotonic()
         try:
-            await self._wait_paused(self.drain_limit())
+            await self._wait_paused(self.drain_limit() if timeout is None else timeout)
         except ControlError as exc:
             # An operator's pause (before or during the drain) stays.
             if not self.operator_paused and self.state != RUNNING:
@@ -441,6 +443,11 @@ class Controller:
 
     # -- named uplinks ------------------------------------------------------------
 
+    @property
+    def busy(self) -> bool:
+        """A reload or switch is running."""
+        return self._reload_lock.locked()
+
     def _check_switch_allowed(self) -> None:
         if self.switchover_running is not None:
             raise ControlError(f"a switchover is running ({self.switchover_running}): wait for it or abort it")
@@ -464,15 +471,19 @@ class Controller:
             held = await self._pause_and_switch(new, uplink_ssl, f"switch to {name}")
             return {"switched": True, "uplink": name, "held_ms": round(held * 1000, 3), "paused": self.operator_paused}
 
-    async def check_target(self, new: Config, name: str) -> ssl.SSLContext | None:
-        """A target uplink must take clients as the proxy would connect them: raises ControlError why not."""
+    async def check_target(self, new: Config, name: str, replica_ok: bool = False) -> ssl.SSLContext | None:
+        """A target uplink must take clients as the proxy would connect them: raises TargetRefused why not.
+
+        `replica_ok`: a switchover checks its target while it is still a replica.
+        """
         try:
             uplink_ssl = self.proxy.make_uplink_ssl(new)
-            checked = await check_uplink(new.uplink, uplink_ssl, timeout=5.0)
+            section = new.uplink.model_copy(update={"allow_replica": True}) if replica_ok else new.uplink
+            checked = await check_uplink(section, uplink_ssl, timeout=5.0)
         except (ConfigError, UplinkError) as exc:
             raise TargetRefused(f"uplink {name} refused: {exc}") from None
         try:
-            users = await self._check_session_users(new, uplink_ssl)
+            users = await self.check_session_users_on(new, uplink_ssl)
         except ControlError as exc:
             raise TargetRefused(f"uplink {name} refused: {exc}") from None
         log.info("uplink %s checked: %s%s", name, checked, users)

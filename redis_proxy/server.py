@@ -30,10 +30,13 @@ from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.protocol import ClientSession
 from redis_proxy.session.unblock import Unblocker
 from redis_proxy.stats import Stats
+from redis_proxy.switchover.engine import Switchover
 from redis_proxy.switchover.status import SwitchoverStatus
 from redis_proxy.tls import server_context, uplink_context
 
 log = logging.getLogger("redis_proxy")
+
+SHUTDOWN_SWITCHOVER_WAIT_S = 10.0  # a switchover's roll-back (or its switch, once promoted) at shutdown
 
 
 
@@ -53,6 +56,7 @@ class Proxy:
         self.client_ids = ClientIds()  # the client ids sessions hand out, and their uplink connections' ids
         self.health = HealthChecker(self.uplink_settings)  # /readyz, uplink_up; started by start()
         self.switchover_status = SwitchoverStatus()  # the running or last switchover (GET /switchover.json)
+        self.switchover: Switchover | None = None
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured
         self._servers: list[asyncio.Server] = []
@@ -210,6 +214,7 @@ class Proxy:
         self._stopping = True
         for server in self._servers:
             server.close()
+        await self._end_switchover()
         await self.controller.stop()
         for session in list(self.sessions):
             session.close()
@@ -223,6 +228,16 @@ class Proxy:
                 os.unlink(path)
         await asyncio.sleep(0)  # let transports deliver their close callbacks
         self._stopped.set()
+
+    async def _end_switchover(self) -> None:
+        """At shutdown: a switchover before its promotion is aborted (rolled back); after it, finished."""
+        switchover = self.switchover
+        if switchover is None or not switchover.status.running:
+            return
+        with contextlib.suppress(Exception):
+            switchover.abort("the proxy is shutting down")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(switchover.wait(), SHUTDOWN_SWITCHOVER_WAIT_S)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

@@ -54,6 +54,8 @@ class Stats:
     reloads: int = 0
     reload_failures: int = 0
     switches: int = 0
+    # Switchovers by result ("done", "failed", "aborted").
+    switchovers: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "aborted": 0})
     # Time from a batch's forwarding to its last reply (the whole round trip through Redis).
     latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     # Time from a batch's arrival from the client to its forwarding upstream: the delay the proxy adds.

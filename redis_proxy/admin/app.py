@@ -90,6 +90,9 @@ def build_app(proxy: Proxy) -> Starlette:
     async def status_json(request: Request) -> Response:
         return _json(state.legacy_status(proxy))
 
+    async def switchover_json(request: Request) -> Response:
+        return _json(proxy.switchover_status.to_json())
+
     async def metrics_text(request: Request) -> Response:
         body, content_type = metrics.render(registry)
         return Response(body, headers={**NO_STORE, "Content-Type": content_type})
@@ -121,6 +124,7 @@ def build_app(proxy: Proxy) -> Starlette:
         Route("/cmd/", cmd, methods=["GET", "POST"]),
         Route("/info.json", info_json, methods=["GET"]),
         Route("/status.json", status_json, methods=["GET"]),
+        Route("/switchover.json", switchover_json, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
         Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

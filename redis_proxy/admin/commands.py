@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from redis_proxy.admin.state import scrub
+from redis_proxy.switchover.engine import Switchover
+from redis_proxy.switchover.options import OptionError, parse_options
 from redis_proxy.controller import STOPPING, ControlError, ControlTimeout, TargetRefused, UnknownUplink
 
 if TYPE_CHECKING:
@@ -192,6 +194,31 @@ async def _switch(proxy: Proxy, fields: Fields) -> dict[str, Any]:
     return result
 
 
+async def _switchover(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    name = uplink_name_field(proxy, fields)
+    try:
+        options = parse_options(fields)
+    except OptionError as exc:
+        raise CommandError(400, str(exc)) from None
+    if proxy.switchover is not None and proxy.switchover.status.running:
+        raise CommandError(409, f"a switchover is already running ({proxy.controller.switchover_running})")
+    if name == proxy.config.uplink_name:
+        raise CommandError(400, f"{name} is already the active uplink")
+    if proxy.controller.switchover_running is not None or proxy.controller.busy:
+        raise CommandError(409, "a reload or switch is running: try again when it is done")
+    proxy.switchover = Switchover(proxy, name, options)
+    proxy.switchover.start()
+    return {"status_code": 202, "from": proxy.switchover.status.source, "to": name}
+
+
+async def _abort_switchover(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    switchover = proxy.switchover
+    if switchover is None or not switchover.status.running:
+        raise CommandError(409, "no switchover is running")
+    switchover.abort()  # ControlError (409) once it is too late
+    return {"phase": switchover.status.phase}
+
+
 async def _terminate_raw(proxy: Proxy, fields: Fields) -> dict[str, Any]:
     pipes = list(proxy.raw_connections)  # closing a pipe removes it from the set
     for pipe in pipes:
@@ -207,6 +234,8 @@ COMMANDS: dict[str, Handler] = {
     "verify": _verify,
     "terminate-raw-connections": _terminate_raw,
     "switch": _switch,
+    "switchover": _switchover,
+    "abort-switchover": _abort_switchover,
 }
 
 
@@ -240,4 +269,5 @@ async def run_command(proxy: Proxy, fields: Fields, peer: str = "?") -> Outcome:
         log.exception("admin: %s from %s failed", name, peer)
         return Outcome(500, {"ok": False, "cmd": name, "error": "internal error (details in the proxy log)"})
     log.info("admin: %s from %s: ok", name, peer)
-    return Outcome(200, {"ok": True, "cmd": name, **extra})
+    status = extra.pop("status_code", 200)  # 202: started, runs in the background
+    return Outcome(status, {"ok": True, "cmd": name, **extra})

@@ -59,6 +59,7 @@ class Replication:
 
     role: str  # "master" or "slave"
     offset: int  # master_repl_offset: on a replica, how far it has processed its master's stream
+    replid: str | None = None  # master_replid: a replica in sync shares its master's
     master_addr: str | None = None  # a replica's master, host:port as the replica sees it
     link_status: str | None = None  # a replica's master_link_status: "up" or "down"
     sync_in_progress: bool = False
@@ -85,7 +86,8 @@ def parse_replication(info: dict[str, Any]) -> Replication:
         master_addr = f"[{host}]:{info.get('master_port')}" if ":" in host else f"{host}:{info.get('master_port')}"
     return Replication(
         role=role,
-        offset=int(info.get("master_repl_offset", 0)),
+        offset=int(info.get("slave_repl_offset", info.get("master_repl_offset", 0))),
+        replid=_text(info["master_replid"]) if "master_replid" in info else None,
         master_addr=master_addr,
         link_status=_text(info["master_link_status"]) if "master_link_status" in info else None,
         sync_in_progress=bool(int(info.get("master_sync_in_progress", 0) or 0)),

@@ -10,50 +10,20 @@ client hold is printed (run with -s).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
 
 from admin_client import AdminClient
+from load import Incrementer, all_progressed
 from servers import ProxyProcess, RedisServer, proxy_config, wait_until
 
 CLIENTS = 12
 
 
-class Incrementer(threading.Thread):
-    """INCRs `switch:{n}` in a loop; keeps the last acknowledged value and the slowest command."""
-
-    def __init__(self, n: int, client: redis.Redis) -> None:
-        super().__init__(name=f"incr-{n}", daemon=True)
-        self.n, self.client, self.key = n, client, f"switch:{n}"
-        self.stop = threading.Event()
-        self.last_acked = 0
-        self.commands = 0
-        self.max_latency = 0.0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                started = time.perf_counter()
-                value = self.client.incr(self.key)
-                self.max_latency = max(self.max_latency, time.perf_counter() - started)
-                assert value == self.last_acked + 1, f"INCR returned {value} after {self.last_acked}"
-                self.last_acked = value
-                self.commands += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-
 def replication(server: RedisServer) -> dict[str, Any]:
     return server.client().info("replication")
-
-
-def all_progressed(workers: list[Incrementer], marks: list[int]) -> bool:
-    return all(w.commands > mark or w.error is not None for w, mark in zip(workers, marks, strict=True))
 
 
 def test_operator_switch_through_the_admin_api_under_load(

@@ -1,0 +1,363 @@
+"""The switchover itself: preflight, replicate, catch up, promote and fence, switch.
+
+One runs at a time, as a background task of the proxy. Until the target is
+promoted, any failure or an operator's abort rolls back: clients and peers
+are released on the source, the target is detached if this switchover
+attached it, and the source stays authoritative. From the promotion on there
+is no way back, only forward: the switch is finished whatever else fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from redis_proxy.config import Config
+from redis_proxy.control.client import ControlPlaneError, Replication
+from redis_proxy.controller import ControlError
+from redis_proxy.switchover.options import Options
+from redis_proxy.switchover.peers import PeerError, Peers
+from redis_proxy.switchover.servers import Server, version_tuple
+from redis_proxy.switchover.status import SwitchoverStatus
+
+if TYPE_CHECKING:
+    from redis_proxy.server import Proxy
+
+log = logging.getLogger("redis_proxy")
+T = TypeVar("T")
+
+POLL_S = 0.2  # replication progress while not holding clients
+PROGRESS_EVENT_S = 5.0  # a progress event at most this often during a sync
+LINK_DOWN_LIMIT_S = 30.0  # the target's link to the source down this long, with no sync under way: give up
+
+
+class SwitchoverFailed(Exception):
+    """A switchover cannot go on; the message is for the operator."""
+
+
+class Aborted(Exception):
+    """The operator (or the proxy's shutdown) asked to stop before the promotion."""
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class Switchover:
+    def __init__(self, proxy: Proxy, target: str, options: Options) -> None:
+        config = proxy.config
+        self.proxy = proxy
+        self.controller = proxy.controller
+        self.options = options
+        self.source = Server(config.uplink_name or config.uplink.addr, config.uplink)
+        self.target = Server(target, config.uplinks[target])
+        self.new_config: Config = config.with_uplink(target)
+        self.uplink_ssl: ssl.SSLContext | None = None
+        self.peers = Peers(list(config.peers))
+        self.status = SwitchoverStatus(source=self.source.name, target=target, started_at=time.time())
+        self.task: asyncio.Task[None] | None = None
+        self.committing = False  # promotion under way or done: no abort any more
+        self.abort_requested = False
+        self._aborted = asyncio.Event()
+        self.restore: dict[str, str] | None = None  # the target's settings, when this switchover attached it
+        self.holding = False  # clients are held by this switchover
+        self._last_progress = 0.0
+
+    # -- control ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.proxy.switchover_status = self.status
+        self.controller.switchover_running = f"{self.source.name} -> {self.target.name}"
+        self.status.event(
+            f"switchover {self.source.name} ({self.source.config.addr}) -> {self.target.name} ({self.target.config.addr})"
+            f" requested: max_lag_bytes={self.options.max_lag_bytes} max_hold_ms={self.options.max_hold_ms}"
+            f" retries={self.options.retries} reverse={str(self.options.reverse).lower()} force={str(self.options.force).lower()}"
+        )
+        self.task = self.proxy.spawn(self.run(), "switchover")
+
+    def abort(self, why: str = "aborted by the operator") -> None:
+        """Stop before the promotion, the source still authoritative; ControlError once it is too late."""
+        if self.status.result is not None:
+            raise ControlError("no switchover is running")
+        if self.committing:
+            raise ControlError("too late to abort: the target is being promoted; the switch will finish")
+        if not self.abort_requested:
+            self.abort_requested = True
+            self.status.event(f"abort requested ({why})", logging.WARNING)
+            self._aborted.set()
+
+    def _check_abort(self) -> None:
+        if self.abort_requested:
+            raise Aborted()
+
+    async def _io(self, aw: Awaitable[T]) -> T:
+        """Wait for a request that changes nothing, or for an abort, whichever comes first.
+
+        Requests that change a server (REPLICAOF, CONFIG SET) are never cut
+        short this way: one cut in the middle could land after the roll-back.
+        """
+        self._check_abort()
+        task = asyncio.ensure_future(aw)
+        if task.done():
+            return task.result()
+        aborted = asyncio.ensure_future(self._aborted.wait())
+        done, _ = await asyncio.wait({task, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            aborted.cancel()
+            return task.result()
+        task.cancel()
+        task.add_done_callback(_consume)
+        raise Aborted()
+
+    async def wait(self) -> None:
+        if self.task is not None:
+            await asyncio.shield(self.task)
+
+    # -- the run -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            try:
+                started = await self._before_promotion()
+            except Aborted:
+                await self._roll_back()
+                self._finish("aborted", "aborted before the promotion: the source stays authoritative")
+                return
+            except (SwitchoverFailed, ControlPlaneError, ControlError, PeerError) as exc:
+                await self._roll_back()
+                self._finish("failed", str(exc))
+                return
+            except Exception as exc:  # a bug: still never leave clients held
+                log.exception("switchover: unexpected error")
+                await self._roll_back()
+                self._finish("failed", f"internal error: {exc}")
+                return
+            warnings = await self._after_promotion(started)
+            self._finish("done", "; ".join(warnings) if warnings else None)
+        finally:
+            self.controller.switchover_running = None
+            await asyncio.gather(self.source.close(), self.target.close(), self.peers.close(), return_exceptions=True)
+
+    def _finish(self, result: str, error: str | None) -> None:
+        self.status.finish(result, error)
+        self.proxy.stats.switchovers[result] = self.proxy.stats.switchovers.get(result, 0) + 1
+
+    async def _before_promotion(self) -> float:
+        """Everything up to the promotion; returns when clients are held and the target has caught up."""
+        self.status.enter("preflight")
+        await self._preflight()
+        self.status.enter("replicate")
+        await self._replicate()
+        for attempt in range(1, self.options.retries + 2):
+            self.status.attempt = attempt
+            self.status.enter("catch-up")
+            started = await self._catch_up()
+            if started is not None:
+                await self._promote()
+                return started
+            if attempt <= self.options.retries:
+                self.status.event(f"retrying the catch-up ({attempt} of {self.options.retries} retries)")
+        raise SwitchoverFailed(
+            f"the target did not catch up within max_hold_ms={self.options.max_hold_ms} in"
+            f" {self.options.retries + 1} attempt(s): is something writing to the source other than this proxy"
+            " (and its peers)?"
+        )
+
+    # -- 1. preflight -----------------------------------------------------------------
+
+    async def _preflight(self) -> None:
+        source, target, options = self.source, self.target, self.options
+        src = await self._io(source.replication())
+        if not src.is_master:
+            raise SwitchoverFailed(f"the source {source.name} is not a master (role {src.role})")
+        self.uplink_ssl = await self._io(self.controller.check_target(self.new_config, target.name, replica_ok=True))
+        tgt = await self._io(target.replication())
+        self.status.event(f"source is a master, target reachable ({tgt.role})")
+        src_server, tgt_server = await self._io(source.info("server")), await self._io(target.info("server"))
+        src_version, tgt_version = str(src_server.get("redis_version", "0")), str(tgt_server.get("redis_version", "0"))
+        if version_tuple(tgt_version) < version_tuple(src_version):
+            raise SwitchoverFailed(
+                f"the target runs Redis {tgt_version}, older than the source's {src_version}: a replica cannot load"
+                " a newer server's data reliably"
+            )
+        src_memory, tgt_memory = await self._io(source.info("memory")), await self._io(target.info("memory"))
+        used, limit = int(src_memory.get("used_memory", 0)), int(tgt_memory.get("maxmemory", 0))
+        if limit and limit < used:
+            raise SwitchoverFailed(
+                f"the target's maxmemory ({limit} bytes) cannot hold the source's used_memory ({used} bytes)"
+            )
+        self.status.event(f"versions {src_version} -> {tgt_version}, source uses {used} bytes, target maxmemory {limit or 'unlimited'}")
+        if not target.is_replica_of(tgt, source, src):
+            keys = await self._io(target.key_count())
+            if keys and not options.force:
+                raise SwitchoverFailed(
+                    f"the target holds {keys} key(s) and does not replicate the source: replicating would replace"
+                    " them (force=true to do it anyway)"
+                )
+            if keys:
+                self.status.event(f"the target's {keys} key(s) will be replaced (force)", logging.WARNING)
+        if self.peers:
+            for line in await self._io(self.peers.check(source.config.addr, target.name)):
+                self.status.event(line)
+
+    # -- 2. replicate -------------------------------------------------------------------
+
+    async def _replicate(self) -> None:
+        source, target = self.source, self.target
+        src, tgt = await self._io(source.replication()), await self._io(target.replication())
+        if target.is_replica_of(tgt, source, src):
+            self.status.event(f"the target already replicates the source (link {tgt.link_status})")
+        else:
+            self.restore = await self._io(target.saved_settings())
+            self.status.event(f"REPLICAOF {source.config.replication_addr} on the target")
+            await target.attach(source)
+            self._check_abort()
+        await self._wait_close_enough()
+
+    async def _wait_close_enough(self) -> Replication:
+        """Poll until the target's link is up and its lag is within max_lag_bytes."""
+        loop = asyncio.get_running_loop()
+        down_since = loop.time()
+        while True:
+            src, tgt = await self._io(self.source.replication()), await self._io(self.target.replication())
+            status = self.status
+            status.sync_total_bytes, status.sync_read_bytes = (
+                (tgt.sync_total_bytes, tgt.sync_read_bytes) if tgt.sync_in_progress else (0, 0)
+            )
+            if tgt.link_status == "up":
+                status.lag_bytes = max(0, src.offset - tgt.offset)
+                if status.lag_bytes <= self.options.max_lag_bytes:
+                    return tgt
+                self._progress(f"replicating: lag {status.lag_bytes} bytes")
+            elif tgt.sync_in_progress:
+                down_since = loop.time()
+                total = f" of {tgt.sync_total_bytes}" if tgt.sync_total_bytes > 0 else ""
+                self._progress(f"full sync: {tgt.sync_read_bytes}{total} bytes received")
+            elif loop.time() - down_since > LINK_DOWN_LIMIT_S:
+                raise SwitchoverFailed(
+                    f"the target's link to the source ({self.source.config.replication_addr}) stayed down for"
+                    f" {LINK_DOWN_LIMIT_S:g} s: check that the target can reach that address (replicate_from),"
+                    " the source's credentials, TLS, and the target's log"
+                )
+            await self._io(asyncio.sleep(POLL_S))
+
+    def _progress(self, msg: str) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_EVENT_S:
+            self._last_progress = now
+            self.status.event(msg)
+
+    # -- 3. catch up -----------------------------------------------------------------------
+
+    async def _catch_up(self) -> float | None:
+        """Hold clients (and peers) until the target has the source's last write; when held since, or None."""
+        options = self.options
+        await self._wait_close_enough()
+        hold_s = options.max_hold_ms / 1000
+        if self.peers:
+            await self.peers.pause(options.max_hold_ms)
+            self._check_abort()
+        self.holding = True
+        try:
+            started = await self._io(self.controller.hold("switchover", timeout=hold_s))
+        except ControlError as exc:
+            self.holding = False
+            await self._release_peers()
+            self.status.event(f"clients not drained in time: {exc}", logging.WARNING)
+            return None
+        deadline = started + hold_s
+        while True:
+            self._check_abort()
+            # Source first: whatever the target has afterwards is at least what the source had.
+            src = await self.source.replication()
+            tgt = await self.target.replication()
+            self.status.lag_bytes = max(0, src.offset - tgt.offset)
+            if tgt.link_status == "up" and tgt.offset >= src.offset:
+                self.status.event(
+                    f"caught up at offset {src.offset}, clients held {(time.monotonic() - started) * 1000:.1f} ms so far"
+                )
+                return started
+            if time.monotonic() >= deadline:
+                self._release()
+                await self._release_peers()
+                self.status.event(
+                    f"not caught up within max_hold_ms (lag {self.status.lag_bytes} bytes): clients released", logging.WARNING
+                )
+                return None
+            await asyncio.sleep(0)
+
+    def _release(self) -> None:
+        if self.holding:
+            self.holding = False
+            self.controller.release_hold()
+
+    async def _release_peers(self) -> None:
+        for problem in await self.peers.unpause():
+            self.status.event(problem, logging.ERROR)
+
+    # -- 4. promote, fence, switch --------------------------------------------------------------
+
+    async def _promote(self) -> None:
+        """REPLICAOF NO ONE on the target: from here on there is no abort."""
+        self.committing = True
+        self.status.enter("promote")
+        try:
+            await self.target.promote()
+        except ControlPlaneError as exc:
+            # Not a master (or no answer): going back is still safe, and what run() does on SwitchoverFailed.
+            raise SwitchoverFailed(f"promotion failed: {exc}") from None
+        self.status.event(f"target {self.target.name} promoted to master")
+
+    async def _after_promotion(self, started: float) -> list[str]:
+        """Fence, switch, release; never raises. The problems worth a warning."""
+        warnings: list[str] = []
+        try:
+            if self.options.reverse:
+                await self.source.attach(self.target)
+                self.status.event(f"source fenced: now a replica of {self.target.config.replication_addr}")
+            else:
+                await self.source.fence_writes()
+                self.status.event("source fenced: writes refused (min-replicas-to-write)")
+        except ControlPlaneError as exc:
+            warnings.append(f"the source could not be fenced ({exc}): it may still accept writes from other clients")
+            self.status.event(warnings[-1], logging.ERROR)
+        self.status.enter("switch")
+        old_addr = self.proxy.config.uplink.addr
+        try:
+            self.controller.switch_sessions(self.new_config, self.uplink_ssl, "switchover")
+        except ControlError as exc:  # switch_sessions released the clients
+            self.holding = False
+            warnings.append(f"switching sessions failed: {exc}")
+            self.status.event(warnings[-1], logging.ERROR)
+            return warnings
+        self.holding = False
+        held = self.controller.release(started, old_addr, self.new_config)
+        self.status.held_ms = held * 1000
+        self.status.lag_bytes = 0
+        self.status.event(f"switched to {self.target.name}; clients held {held * 1000:.1f} ms")
+        if self.peers:
+            problems = await self.peers.switch(self.target.name)
+            for problem in problems:
+                self.status.event(problem, logging.ERROR)
+            warnings.extend(problems)
+            if not problems:
+                self.status.event(f"{len(self.peers.peers)} peer(s) switched and unpaused")
+        return warnings
+
+    # -- rolling back -------------------------------------------------------------------------------
+
+    async def _roll_back(self) -> None:
+        """Before the promotion: release everyone on the source, detach the target if we attached it."""
+        self._release()
+        await self._release_peers()
+        if self.restore is not None:
+            try:
+                await self.target.detach(self.restore)
+                self.status.event("the target was detached (REPLICAOF NO ONE) and its replication settings restored")
+            except ControlPlaneError as exc:
+                self.status.event(f"could not detach the target: {exc}", logging.ERROR)

@@ -1,0 +1,58 @@
+"""A switchover's parameters, from the admin command's fields (form or JSON) or the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MAX_HOLD_LIMIT_MS = 60_000  # clients are held this long at most: beyond, a pause is an outage
+
+
+class OptionError(ValueError):
+    """A parameter is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Options:
+    max_lag_bytes: int = 1024 * 1024  # start catching up (pause) when the target is this close
+    max_hold_ms: int = 2000  # how long clients may be held while the target catches up
+    retries: int = 3  # catch-up attempts after the first that ran out of max_hold_ms
+    reverse: bool = True  # fence the source by making it a replica of the target
+    force: bool = False  # replace a target's keys even when it does not replicate the source
+
+
+def _int(fields: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    raw = fields.get(key)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())
+    if not isinstance(raw, int) or isinstance(raw, bool) or not low <= raw <= high:
+        raise OptionError(f"{key} must be an integer from {low} to {high}")
+    return raw
+
+
+def _bool(fields: Mapping[str, Any], key: str, default: bool) -> bool:
+    raw = fields.get(key)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(raw, str) and raw.lower() in ("false", "0", "no", "off"):
+        return False
+    raise OptionError(f"{key} must be true or false")
+
+
+def parse_options(fields: Mapping[str, Any]) -> Options:
+    """Options from request fields; OptionError for a bad value (absent keys take their defaults)."""
+    defaults = Options()
+    return Options(
+        max_lag_bytes=_int(fields, "max_lag_bytes", defaults.max_lag_bytes, 0, 1 << 40),
+        max_hold_ms=_int(fields, "max_hold_ms", defaults.max_hold_ms, 1, MAX_HOLD_LIMIT_MS),
+        retries=_int(fields, "retries", defaults.retries, 0, 100),
+        reverse=_bool(fields, "reverse", defaults.reverse),
+        force=_bool(fields, "force", defaults.force),
+    )
