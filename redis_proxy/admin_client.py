@@ -166,7 +166,8 @@ class AdminClient:
         response = self._request("POST", "/cmd/", data={"cmd": "abort-switchover"})
         body = _body(response)
         if response.status_code == 200 and body.get("ok") is True:
-            return True, str(body.get("msg") or body.get("message") or "abort requested")
+            phase = body.get("phase")
+            return True, f"abort requested in phase {phase}" if phase else "abort requested"
         return False, _reason(response)
 
     def info(self) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-hold-ms", type=_positive, metavar="N", help="longest time clients may be held; beyond it the attempt is undone (proxy default: 2000)")
     p.add_argument("--retries", type=_non_negative, metavar="N", help="catch-up attempts after the first one (proxy default: 3)")
     p.add_argument("--no-reverse", action="store_true", help="do not make the old uplink a replica of the new one afterwards")
-    p.add_argument("--force", action="store_true", help="skip the preflight checks' refusals (see doc/switching.md)")
+    p.add_argument("--force", action="store_true", help="replace the target's keys even when it does not replicate the current uplink")
     tls = p.add_mutually_exclusive_group()
     tls.add_argument("--cacert", metavar="FILE", help="verify an https admin API against this CA (or self-signed) certificate instead of the system CAs")
     tls.add_argument("--insecure", action="store_true", help="do not verify the https admin API's certificate")
