@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 
-from servers import REPO_ROOT, ProxyProcess, free_port, proxy_config
+from servers import REPO_ROOT, ProxyProcess, RedisServer, free_port, proxy_config
 
 Factory = Callable[..., Any]
 
@@ -126,3 +127,45 @@ def test_https_admin_is_verified(redis_factory: Factory, proxy_factory: Factory,
     assert result.returncode == 3, (result.stdout, result.stderr)
     assert "cannot reach the admin API at https://127.0.0.1:" in result.stderr
     assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
+
+
+# -- real switchovers through a real proxy process ------------------------------------------
+
+
+def _diskless(redis_factory: Factory) -> RedisServer:
+    # No 5 s wait for more replicas before a diskless full sync.
+    server: RedisServer = redis_factory(extra_args=["--repl-diskless-sync-delay", "0"])
+    return server
+
+
+def test_switchover_to_a_live_uplink_is_done(redis_factory: Factory, proxy_factory: Factory) -> None:
+    a, b = _diskless(redis_factory), _diskless(redis_factory)
+    proxy: ProxyProcess = proxy_factory(named(a.addr, b.addr))
+    client = proxy.client()
+    client.set("before", "switchover")
+
+    result = switchover("-f", str(proxy.config_path), "--to", "b", "--max-hold-ms", "3000")
+
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "switchover a -> b started"
+    assert any(line.endswith(" phase preflight") for line in lines), result.stdout
+    assert any(line.endswith(" phase switch") for line in lines), result.stdout
+    assert lines[-1].startswith("result: done from=a to=b held_ms="), result.stdout
+    assert client.get("before") == b"switchover"
+    assert b.client().get("before") == b"switchover"
+    info = httpx.get(f"{proxy.admin_url}/info.json").json()
+    assert info["uplink_name"] == "b" and info["uplink"] == b.addr
+
+
+def test_switchover_to_an_unreachable_uplink_fails(redis_factory: Factory, proxy_factory: Factory) -> None:
+    a = _diskless(redis_factory)
+    proxy: ProxyProcess = proxy_factory(named(a.addr, f"127.0.0.1:{free_port()}"))
+
+    result = switchover("-f", str(proxy.config_path), "--to", "b")
+
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "result: failed from=a to=b" in result.stdout
+    assert "\nerror: " in result.stdout, result.stdout
+    assert proxy.client().ping()  # still serving, on a
+    assert httpx.get(f"{proxy.admin_url}/info.json").json()["uplink_name"] == "a"
