@@ -169,3 +169,15 @@ def test_switchover_to_an_unreachable_uplink_fails(redis_factory: Factory, proxy
     assert "\nerror: " in result.stdout, result.stdout
     assert proxy.client().ping()  # still serving, on a
     assert httpx.get(f"{proxy.admin_url}/info.json").json()["uplink_name"] == "a"
+
+
+def test_https_admin_with_cacert_or_insecure(redis_factory: Factory, proxy_factory: Factory, certs: Any) -> None:
+    a, b = redis_factory(), redis_factory()
+    config = named(a.addr, b.addr)
+    config["admin"].update(tls=True, certfile=str(certs.cert), keyfile=str(certs.key), **{"pass": "s3cret"})
+    proxy: ProxyProcess = proxy_factory(config)
+    # Past TLS and the password, the proxy itself answers: a is already its uplink (400: a usage error).
+    for extra in (["--cacert", str(certs.ca_cert)], ["--insecure"]):
+        result = switchover("-f", str(proxy.config_path), "--to", "a", *extra)
+        assert result.returncode == 2, (extra, result.stdout, result.stderr)
+        assert "a is already the active uplink" in result.stderr
