@@ -1,4 +1,9 @@
-"""Command line: `redis-proxy -f config.json [--check] [options]`. A thin layer over config and server."""
+"""Command line: `redis-proxy -f config.json [--check] [options]`. A thin layer over config and server.
+
+Subcommands `redis-proxy switchover ...` and `redis-proxy demo ...` are
+dispatched on the first argument, before this parser: the proxy's own
+command line stays exactly what it was.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="redis-proxy",
         description="A Redis-protocol-aware proxy: pause, drain and switch the Redis behind your clients without breaking their connections.",
+        epilog="Other commands: `redis-proxy switchover -f config.json --to NAME` moves a running proxy to another uplink; "
+        "`redis-proxy demo` shows a switchover under load with throwaway servers. Each has its own --help.",
     )
     parser.add_argument("-f", "--config", required=True, metavar="FILE", help="config file (JSON); - reads it from standard input")
     parser.add_argument(
@@ -143,7 +150,25 @@ async def _start(config: Config, path: str, without_uplink: bool, pidfile: str |
     return await run(config, path, pidfile=pidfile)
 
 
+SUBCOMMANDS = ("switchover", "demo")
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    # Imported on demand: the proxy itself does not need rich, nor the demo's code.
+    if name == "switchover":
+        from redis_proxy import cli_switchover
+
+        return cli_switchover.main(argv)
+    from redis_proxy import demo
+
+    return demo.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        return _subcommand(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
