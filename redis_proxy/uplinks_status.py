@@ -84,7 +84,7 @@ def addr_key(addr: str) -> str:
 
 
 # redis-py says "Error 111 connecting to host:port. Connect call failed (...)": the errno's name is what people read.
-_CONNECT_ERROR = re.compile(r"(?:INFO replication failed: )?Error (-?\d+) connecting to (\S+?)\.(?: (.*))?", re.S)
+_CONNECT_ERROR = re.compile(r"(?:INFO replication failed: )?Error (-?\d+) connecting to (\S+?)\.(?: (.*))?", re.DOTALL)
 
 
 def _readable(error: str) -> str:
@@ -163,7 +163,7 @@ class UplinksPoller:
         while not self._stopping:
             try:
                 await self.refresh()
-            except Exception:  # noqa: BLE001 - the poller must outlive any surprise
+            except Exception:  # the poller must outlive any surprise (logged with its traceback)
                 log.exception("uplinks status poll failed")
             await asyncio.sleep(self.interval)
 

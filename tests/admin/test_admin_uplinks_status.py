@@ -94,5 +94,18 @@ def test_without_named_uplinks(admin: AdminClient) -> None:
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
 def test_promtool_accepts_the_metrics(cluster: dict[str, Any]) -> None:
     text = cluster["admin"].get("/metrics").text
-    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_status_page_lists_uplinks_with_controls(cluster: dict[str, Any]) -> None:
+    html = cluster["admin"].get("/").text
+    for name in ("a", "r", "b", "dead"):
+        assert f'<tr data-uplink="{name}">' in html
+    assert "replica of a" in html and f"no: cannot connect to {cluster['dead']}: Connection refused" in html
+    # Controls for every uplink but the active one, each asking first.
+    assert html.count('name="cmd" value="switch">') == 3 and html.count('name="cmd" value="switchover">') == 3
+    assert 'name="to" value="a"' not in html and 'name="to" value="b"' in html
+    assert html.count("data-confirm=") == 6
+    assert 'id="so-none" class="muted">none yet' in html
+    assert SECRET not in html
