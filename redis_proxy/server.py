@@ -33,6 +33,7 @@ from redis_proxy.stats import Stats
 from redis_proxy.switchover.engine import Switchover
 from redis_proxy.switchover.status import SwitchoverStatus
 from redis_proxy.tls import server_context, uplink_context
+from redis_proxy.uplinks_status import UplinksPoller
 
 log = logging.getLogger("redis_proxy")
 
@@ -57,6 +58,7 @@ class Proxy:
         self.health = HealthChecker(self.uplink_settings)  # /readyz, uplink_up; started by start()
         self.switchover_status = SwitchoverStatus()  # the running or last switchover (GET /switchover.json)
         self.switchover: Switchover | None = None
+        self.uplinks_status = UplinksPoller(lambda: self.config)  # every named uplink's role and lag; started by start()
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured
         self._servers: list[asyncio.Server] = []
@@ -150,6 +152,7 @@ class Proxy:
         """Bind every listener (raises OSError with the address on failure)."""
         config = self.config
         self.health.start()
+        self.uplinks_status.start()
         await self._listen("listen", config.listen.addr, config.listen.network, lambda: ClientSession(self))
         if config.listen_raw is not None:
             warning = raw_exposure_warning(config)
@@ -223,6 +226,7 @@ class Proxy:
         if self.admin is not None:
             await self.admin.stop()
         await self.health.stop()
+        await self.uplinks_status.stop()
         for path in self._unix_paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from redis_proxy.commands import KNOWN_COMMANDS
+from redis_proxy.switchover.status import RESULTS
 
 # Seconds; a latency histogram's upper bounds (the last bucket is +Inf).
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -54,8 +55,9 @@ class Stats:
     reloads: int = 0
     reload_failures: int = 0
     switches: int = 0
-    # Switchovers by result ("done", "failed", "aborted").
-    switchovers: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "aborted": 0})
+    # Finished switchovers by result ("done", "failed", "aborted"): every key
+    # is there from the start, so metrics show a 0 rather than no series.
+    switchovers: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
     # Time from a batch's forwarding to its last reply (the whole round trip through Redis).
     latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     # Time from a batch's arrival from the client to its forwarding upstream: the delay the proxy adds.

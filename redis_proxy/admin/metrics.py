@@ -20,6 +20,7 @@ from prometheus_client.utils import floatToGoString
 import redis_proxy
 from redis_proxy.controller import PAUSED, PAUSING, RUNNING, STOPPING
 from redis_proxy.stats import Histogram
+from redis_proxy.switchover.status import PHASES, RESULTS
 
 if TYPE_CHECKING:
     from redis_proxy.server import Proxy
@@ -115,6 +116,51 @@ class ProxyCollector(Collector):
 
         for name, attribute, help_text in _HISTOGRAMS:
             yield _histogram(name, help_text, getattr(stats, attribute))
+        yield from _switchover(proxy)
+        yield from _uplinks(proxy)
+
+
+def _switchover(proxy: Proxy) -> Iterable[Metric]:
+    status = proxy.switchover_status  # through the proxy: each switchover replaces the object
+    phase = GaugeMetricFamily(
+        f"{PREFIX}_switchover_phase",
+        "1 for the phase a running switchover is in, else 0 (all 0 when none runs).",
+        labels=["phase"],
+    )
+    for candidate in PHASES[1:]:  # "idle" is the absence of a switchover, not a phase to alert on
+        phase.add_metric([candidate], 1 if status.running and status.phase == candidate else 0)
+    yield phase
+    if status.running and status.lag_bytes is not None:
+        # Absent when unknown: a stale or made-up number would mislead an alert.
+        yield GaugeMetricFamily(
+            f"{PREFIX}_switchover_lag_bytes",
+            "The running switchover's replication lag: source offset minus target offset.",
+            value=status.lag_bytes,
+        )
+    finished = CounterMetricFamily(f"{PREFIX}_switchovers", "Finished switchovers, by result.", labels=["result"])
+    for result in RESULTS:
+        finished.add_metric([result], proxy.stats.switchovers.get(result, 0))
+    yield finished
+
+
+def _uplinks(proxy: Proxy) -> Iterable[Metric]:
+    states = proxy.uplinks_status.snapshot()
+    reachable = GaugeMetricFamily(
+        f"{PREFIX}_uplink_reachable",
+        "1 when the named uplink answered the last INFO replication (polled every 2 s), else 0.",
+        labels=["uplink"],
+    )
+    lag = GaugeMetricFamily(
+        f"{PREFIX}_uplink_replication_lag_bytes",
+        "A named uplink that replicates from another: bytes behind it (only where both answered).",
+        labels=["uplink"],
+    )
+    for name, state in states.items():
+        reachable.add_metric([name], 1 if state.reachable else 0)
+        if state.lag_bytes is not None:
+            lag.add_metric([name], state.lag_bytes)
+    yield reachable
+    yield lag
 
 
 def make_registry(proxy: Proxy) -> CollectorRegistry:

@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 
 from redis_proxy.admin.page_assets import CSS, JS
+from redis_proxy.admin.page_uplinks import switchover_panel, uplinks_panel
 
 KNOWN_STATES = frozenset({"running", "pausing", "paused", "stopping"})
 
@@ -168,6 +169,8 @@ def render(data: dict[str, Any], result: Result | None, nonce: str) -> str:
 <div class="controls">{buttons}</div>
 {result_html}
 <div class="panels">
+{uplinks_panel(data.get("uplinks") or {})}
+{switchover_panel(data.get("switchover") or {"phase": "idle"})}
 <section class="panel"><h2>Counters</h2><table><tbody>{counters}</tbody></table></section>
 <section class="panel"><h2>Commands by name</h2>
 <table><thead><tr><th>command</th><th class="num">count</th></tr></thead>

@@ -53,6 +53,21 @@ th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td { white-space: nowrap; }
 td.empty { color: var(--muted); font-style: italic; }
+[hidden] { display: none !important; }
+.muted, td.muted { color: var(--muted); }
+td.good { color: #15803d; font-weight: 600; }
+td.bad { color: #b91c1c; font-weight: 600; }
+td.wrap { white-space: normal; overflow-wrap: anywhere; }
+td.addr { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; }
+td.active-mark { color: #15803d; font-weight: 700; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+td.actions form { display: inline-block; margin: 0 6px 0 0; }
+td.actions button { padding: 3px 10px; font-size: 13px; }
+button.switch { border-color: #1d4ed8; color: #1d4ed8; }
+button.switchover { border-color: #7c3aed; color: #7c3aed; }
+.scroll { overflow-x: auto; }
+.so { display: grid; grid-template-columns: minmax(240px, 1fr) 2fr; gap: 16px; align-items: start; }
+@media (max-width: 700px) { .so { grid-template-columns: 1fr; } }
+table.kv th { font-weight: normal; color: var(--muted); white-space: nowrap; }
 footer { margin-top: 20px; font-size: 13px; color: var(--muted); }
 footer a { color: inherit; }
 """
@@ -100,6 +115,122 @@ JS = r"""
     }
     body.replaceChildren(fresh);
   }
+  var DASH = "\u2014", ARROW = "\u2192";
+  function timeOrDash(at) { return at == null ? DASH : fmtTime(at); }
+  function setCell(td, c) {
+    var text = String(c[0]);
+    if (td.textContent !== text) { td.textContent = text; }
+    if (td.className !== c[1]) { td.className = c[1]; }
+  }
+  // The same cells as page_uplinks.uplink_cells.
+  function uplinkCells(name, u) {
+    var reach;
+    if (u.checked_at == null) { reach = ["not checked yet", "muted"]; }
+    else if (u.reachable) { reach = ["yes", "good"]; }
+    else { reach = ["no: " + (u.error || "unknown reason"), "bad wrap"]; }
+    var role = u.role || DASH;
+    if (u.master) { role += " of " + u.master; }
+    var link = u.master_link_status || DASH;
+    return [[name, ""], [u.addr, "addr"], [u.active ? "active" : "", "active-mark"], [role, ""], reach,
+      [link, link === "up" ? "good" : link === "down" ? "bad" : ""], [u.lag_bytes == null ? DASH : u.lag_bytes, "num"]];
+  }
+  function hidden(form, name, value) {
+    var input = document.createElement("input");
+    input.type = "hidden"; input.name = name; input.value = value;
+    form.appendChild(input);
+  }
+  function uplinkActions(name, u, actions) {
+    var td = document.createElement("td");
+    td.className = "actions";
+    if (u.active) { return td; }
+    actions.forEach(function (a) {
+      var form = document.createElement("form"), button = document.createElement("button");
+      form.className = "cmd"; form.method = "post"; form.setAttribute("action", "cmd/");
+      form.setAttribute("data-confirm", a[2].replace("{name}", name).replace("{addr}", u.addr));
+      hidden(form, "cmd", a[0]);
+      hidden(form, "to", name);
+      button.type = "submit"; button.className = a[0]; button.textContent = a[1];
+      button.setAttribute("aria-label", a[1] + " to " + name);
+      form.appendChild(button);
+      td.appendChild(form);
+    });
+    return td;
+  }
+  function applyUplinks(uplinks) {
+    var body = $("uplinks");
+    if (!body) { return; }
+    var names = Object.keys(uplinks);
+    var key = names.map(function (n) { return n + "=" + uplinks[n].addr + (uplinks[n].active ? "*" : ""); }).join(",");
+    if (body.getAttribute("data-key") === key) {
+      // Same rows and controls: update the text in place, so a button is never replaced under the pointer.
+      names.forEach(function (n, i) {
+        uplinkCells(n, uplinks[n]).forEach(function (c, j) { setCell(body.rows[i].cells[j], c); });
+      });
+      return;
+    }
+    var actions = JSON.parse(body.getAttribute("data-actions") || "[]"), fresh = document.createDocumentFragment();
+    names.forEach(function (n) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-uplink", n);
+      uplinkCells(n, uplinks[n]).forEach(function (c) { tr.appendChild(cell(c[0], c[1])); });
+      tr.appendChild(uplinkActions(n, uplinks[n], actions));
+      fresh.appendChild(tr);
+    });
+    if (!names.length) {
+      var tr = document.createElement("tr"), td = cell("no named uplinks (see uplinks in the config)", "empty");
+      td.colSpan = 8;
+      tr.appendChild(td);
+      fresh.appendChild(tr);
+    }
+    body.replaceChildren(fresh);
+    body.setAttribute("data-key", key);
+  }
+  // The same rows as page_uplinks.switchover_rows.
+  function switchoverRows(so) {
+    var outcome = "running", cls = "muted";
+    if (so.result != null) {
+      outcome = so.error ? so.result + ": " + so.error : String(so.result);
+      cls = so.result === "done" ? "good" : "bad wrap";
+    }
+    var rows = [
+      ["phase", so.phase + (so.running ? " (running)" : ""), ""],
+      ["from " + ARROW + " to", (so.from || "?") + " " + ARROW + " " + (so.to || "?"), ""],
+      ["lag bytes", so.lag_bytes == null ? DASH : so.lag_bytes, ""]
+    ];
+    var total = so.sync_total_bytes || 0;
+    if (total) {
+      rows.push(["full sync", total < 0 ? "the source is writing its snapshot" : (so.sync_read_bytes || 0) + " of " + total + " bytes", ""]);
+    }
+    if (so.attempt) { rows.push(["catch-up attempt", so.attempt, ""]); }
+    rows.push(
+      ["clients held ms", so.held_ms == null ? DASH : so.held_ms, ""],
+      ["result", outcome, cls],
+      ["started", timeOrDash(so.started_at), ""],
+      ["ended", timeOrDash(so.ended_at), ""]
+    );
+    return rows;
+  }
+  function applySwitchover(so) {
+    var none = $("so-none"), body = $("so-body");
+    if (!none || !body || !so) { return; }
+    var idle = so.phase === "idle";
+    none.hidden = !idle;
+    body.hidden = idle;
+    if (idle) { return; }
+    var fresh = document.createDocumentFragment();
+    switchoverRows(so).forEach(function (r) {
+      var tr = document.createElement("tr"), th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = r[0];
+      tr.appendChild(th);
+      tr.appendChild(cell(r[1], r[2]));
+      fresh.appendChild(tr);
+    });
+    $("so-summary").replaceChildren(fresh);
+    fillRows("so-events", (so.events || []).slice(-10).map(function (e) {
+      return [[fmtTime(e.t)], [e.msg, "wrap"]];
+    }), "no events", 2);
+  }
   function apply(d) {
     var state = $("state");
     state.textContent = d.state_str;
@@ -123,6 +254,8 @@ JS = r"""
     fillRows("switches", d.switches.map(function (s) {
       return [[fmtTime(s.at)], [s.from], [s.to], [s.held_ms.toFixed(1), "num"]];
     }), "no switches yet", 4);
+    applyUplinks(d.uplinks || {});
+    applySwitchover(d.switchover);
     fillRows("by-name", Object.keys(d.commands_by_name).slice(0, 12).map(function (k) {
       return [[k], [d.commands_by_name[k], "num"]];
     }), "no commands yet", 2);
@@ -145,31 +278,34 @@ JS = r"""
     el.textContent = cmd + ": " + text;
     el.className = "result " + (ok ? "ok" : "err");
   }
-  Array.prototype.forEach.call(document.querySelectorAll("form.cmd"), function (form) {
-    form.addEventListener("submit", function (event) {
-      event.preventDefault();
-      var cmd = form.elements.cmd.value;
-      var buttons = document.querySelectorAll("form.cmd button");
-      Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
-      showResult(cmd, true, "\u2026");
-      fetch(form.action, {
-        method: "POST",
-        body: new URLSearchParams(new FormData(form)),
-        headers: { Accept: "application/json" }
-      })
-        .then(function (r) {
-          return r.text().then(function (text) {
-            var shown = text;
-            try { shown = JSON.stringify(JSON.parse(text)); } catch (e) { /* not JSON: show as is */ }
-            showResult(cmd, r.ok, shown);
-          });
-        })
-        .catch(function (e) { showResult(cmd, false, "request failed: " + e.message); })
-        .then(function () {
-          Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
-          refresh();
+  // Delegated: the uplinks table's forms are rebuilt by the script.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form || !form.classList || !form.classList.contains("cmd")) { return; }
+    event.preventDefault();
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { return; }
+    var cmd = form.elements.cmd.value;
+    var buttons = document.querySelectorAll("form.cmd button");
+    Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
+    showResult(cmd, true, "\u2026");
+    fetch(form.action, {
+      method: "POST",
+      body: new URLSearchParams(new FormData(form)),
+      headers: { Accept: "application/json" }
+    })
+      .then(function (r) {
+        return r.text().then(function (text) {
+          var shown = text;
+          try { shown = JSON.stringify(JSON.parse(text)); } catch (e) { /* not JSON: show as is */ }
+          showResult(cmd, r.ok, shown);
         });
-    });
+      })
+      .catch(function (e) { showResult(cmd, false, "request failed: " + e.message); })
+      .then(function () {
+        Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+        refresh();
+      });
   });
   refresh();
 })();

@@ -57,7 +57,28 @@ def info(proxy: Proxy) -> dict[str, Any]:
     data["uplink_down_since"] = health.since if not health.up else None
     data["counters"] = counters(proxy)
     data["commands_by_name"] = commands_by_name(proxy)
+    data["uplinks"] = uplinks(proxy)
+    data["switchover"] = switchover(proxy)
     data["config"] = redacted(proxy.config)
+    return data
+
+
+def uplinks(proxy: Proxy) -> dict[str, dict[str, Any]]:
+    """Every named uplink as the background poller last saw it ({} without named uplinks)."""
+    records = proxy.uplinks_status.to_json()
+    for record in records.values():
+        if record["error"]:
+            record["error"] = scrub(proxy, record["error"])
+    return records
+
+
+def switchover(proxy: Proxy) -> dict[str, Any]:
+    """The running or last switchover. Read through the proxy: each switchover replaces the object."""
+    data = proxy.switchover_status.to_json()
+    # Errors and events quote servers' replies: scrubbed like every other message.
+    if data["error"]:
+        data["error"] = scrub(proxy, data["error"])
+    data["events"] = [{**event, "msg": scrub(proxy, str(event["msg"]))} for event in data["events"]]
     return data
 
 
@@ -74,9 +95,10 @@ def legacy_status(proxy: Proxy) -> dict[str, Any]:
 
 
 def passwords(proxy: Proxy) -> list[str]:
-    """Every password in the live config (uplink, listen, admin)."""
+    """Every password in the live config (uplink, named uplinks, listen, admin)."""
     config = proxy.config
     found = [config.uplink.password, config.listen.password]
+    found.extend(section.password for section in config.uplinks.values())
     if config.admin is not None:
         found.append(config.admin.password)
     return [p for p in found if p]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from admin_client import AdminClient
+from inproc import InProcProxy, inproc_proxy  # noqa: F401
+from redis_proxy.switchover.status import SwitchoverStatus
 from servers import RedisServer, proxy_config
 
 CHROMIUM = "/usr/bin/chromium"
@@ -142,4 +146,135 @@ def test_page_with_basic_auth(
     page.get_by_role("button", name="Pause", exact=True).click()
     expect(page.locator("#state")).to_have_text("paused", timeout=5000)
     assert "browser-Secret-1" not in page.content()
+    assert errors == []
+
+
+# -- named uplinks: the table, its Switch control and the switchover panel ------------------
+
+FAST_SYNC = ("--repl-diskless-sync-delay", "0")  # no 5 s wait for more replicas before a full sync
+
+
+def _named(redis_factory: Callable[..., RedisServer]) -> tuple[dict[str, Any], RedisServer, RedisServer]:
+    a, b, r = redis_factory(extra_args=FAST_SYNC), redis_factory(), redis_factory()
+    r.client().replicaof("127.0.0.1", a.port)
+    config = proxy_config(a)
+    config["uplinks"] = {"a": {"addr": a.addr}, "b": {"addr": b.addr}, "r": {"addr": r.addr}}
+    config["uplink"] = "a"
+    return config, a, b
+
+
+def _row(page: Page, name: str) -> Any:
+    return page.locator(f'#uplinks tr[data-uplink="{name}"]')
+
+
+def test_uplinks_table_and_switch_behind_a_confirmation(
+    redis_factory: Callable[..., RedisServer],
+    admin_factory: Callable[..., AdminClient],
+    page_factory: Callable[..., Page],
+) -> None:
+    config, a, b = _named(redis_factory)
+    admin = admin_factory(config)
+    page = page_factory(viewport={"width": 1100, "height": 1000})
+    errors = _console_errors(page)
+    page.goto(admin.url + "/")
+    expect(_row(page, "a").locator("td.active-mark")).to_have_text("active")
+    expect(_row(page, "a").locator("td.addr")).to_have_text(a.addr)
+    expect(_row(page, "b")).to_contain_text("yes", timeout=10000)
+    # The replica's link comes up after the page loaded: the table follows by itself.
+    expect(_row(page, "r")).to_contain_text("replica of a", timeout=10000)
+    expect(_row(page, "r").locator("td.good", has_text="up")).to_have_count(1, timeout=10000)
+    expect(page.get_by_role("button", name="Switch to a")).to_have_count(0)  # the active one has no controls
+    expect(page.get_by_role("button", name="Switchover to r")).to_be_visible()
+    expect(page.locator("#so-none")).to_have_text("none yet")
+    expect(page.locator("#so-body")).to_be_hidden()
+
+    # Cancelled: nothing is posted.
+    questions: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        questions.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    page.get_by_role("button", name="Switch to b").click()
+    assert questions and "Switch the proxy to uplink b" in questions[0] and b.addr in questions[0]
+    page.wait_for_timeout(300)
+    assert admin.info()["uplink_name"] == "a"
+    expect(page.locator("#result")).to_have_text("")
+
+    def accept(dialog: Any) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    page.get_by_role("button", name="Switch to b").click()
+    expect(page.locator("#result")).to_contain_text('switch: {"ok":true', timeout=10000)
+    assert admin.info()["uplink_name"] == "b"
+    expect(_row(page, "b").locator("td.active-mark")).to_have_text("active", timeout=5000)
+    expect(page.locator("#uplink")).to_have_text(b.addr)
+    expect(page.get_by_role("button", name="Switch to a")).to_be_visible()  # rebuilt: a is no longer active
+    page.screenshot(path="/tmp/admin-page-uplinks.png", full_page=True)
+
+    # The rebuilt controls work too.
+    page.once("dialog", accept)
+    page.get_by_role("button", name="Switch to a").click()
+    expect(_row(page, "a").locator("td.active-mark")).to_have_text("active", timeout=5000)
+    assert admin.info()["uplink_name"] == "a"
+    assert errors == []
+
+
+def test_switch_control_without_javascript(
+    redis_factory: Callable[..., RedisServer],
+    admin_factory: Callable[..., AdminClient],
+    page_factory: Callable[..., Page],
+) -> None:
+    config, _, b = _named(redis_factory)
+    admin = admin_factory(config)
+    page = page_factory(java_script_enabled=False)
+    page.goto(admin.url + "/")
+    page.get_by_role("button", name="Switch to b").click()
+    page.wait_for_url(re.compile(r"/\?cmd=switch&ok=1&"))
+    expect(page.locator("#result")).to_contain_text("switch: ")
+    expect(_row(page, "b").locator("td.active-mark")).to_have_text("active")
+    assert admin.info()["uplink_name"] == "b"
+
+
+def test_switchover_panel_follows_the_status(
+    redis_server: RedisServer, inproc_proxy: Callable[..., InProcProxy], page_factory: Callable[..., Page]
+) -> None:
+    proxy = inproc_proxy(proxy_config(redis_server))
+    url = "http://" + proxy.proxy.addresses["admin"] + "/"
+    evil = '<img src=x onerror="alert(1)">'
+
+    def begin() -> None:
+        status = SwitchoverStatus(source="a", target="b", started_at=time.time())
+        status.enter("preflight")
+        for i in range(12):
+            status.event(f"check {i}")
+        status.enter("catch-up")
+        status.lag_bytes = 1234
+        status.attempt = 1
+        proxy.proxy.switchover_status = status  # as the engine does: a new object per switchover
+
+    page = page_factory()
+    errors = _console_errors(page)
+    page.goto(url)
+    expect(page.locator("#so-none")).to_be_visible()
+    proxy.run(begin)
+    summary = page.locator("#so-summary")
+    expect(summary).to_contain_text("catch-up (running)", timeout=5000)
+    expect(summary).to_contain_text("a \u2192 b")
+    expect(summary).to_contain_text("1234")
+    expect(page.locator("#so-none")).to_be_hidden()
+    events = page.locator("#so-events tr")
+    expect(events).to_have_count(10)
+    expect(events.last).to_contain_text("phase catch-up")
+    page.screenshot(path="/tmp/admin-page-switchover.png", full_page=True)
+
+    proxy.run(lambda: proxy.proxy.switchover_status.finish("failed", evil))
+    expect(summary).to_contain_text(f"failed: {evil}", timeout=5000)  # shown as text, never run
+    expect(summary).not_to_contain_text("(running)")
+    # The server-rendered page (no script) says the same, escaped.
+    html = httpx.get(url).text
+    assert evil not in html and "failed: &lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
     assert errors == []

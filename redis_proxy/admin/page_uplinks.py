@@ -1,0 +1,156 @@
+"""The status page's named-uplinks table and switchover panel, rendered on the server.
+
+The page script (page_assets.JS) rebuilds the same cells from info.json every
+second, so the wording here and there must match; everything shown goes
+through `html.escape`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from html import escape
+from typing import Any
+
+MAX_EVENTS_SHOWN = 10
+DASH = "\u2014"
+ARROW = "\u2192"
+
+# (cmd, button label, the confirmation's question): a click only asks; the
+# server is the one that checks the target.
+ACTIONS: tuple[tuple[str, str, str], ...] = (
+    (
+        "switch",
+        "Switch",
+        (
+            "Switch the proxy to uplink {name} ({addr}) now? Clients are held for a moment, then use it; "
+            "no data is copied between servers."
+        ),
+    ),
+    (
+        "switchover",
+        "Switchover",
+        (
+            "Start a switchover to uplink {name} ({addr})? It replicates from the active uplink, catches up, "
+            "is promoted, and the proxy switches to it."
+        ),
+    ),
+)
+
+
+def _time(at: float | None) -> str:
+    if at is None:
+        return DASH
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def table_key(uplinks: dict[str, dict[str, Any]]) -> str:
+    """What decides the rows' controls: the script rebuilds a row's buttons only when it changes
+    (rebuilding them every second could swallow a click)."""
+    return ",".join(f"{name}={record.get('addr')}{'*' if record.get('active') else ''}" for name, record in uplinks.items())
+
+
+def uplink_cells(name: str, record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(text, CSS class) of one uplink's cells, without its controls; the script's uplinkCells builds the same."""
+    if record.get("checked_at") is None:
+        reach = ("not checked yet", "muted")
+    elif record.get("reachable"):
+        reach = ("yes", "good")
+    else:
+        reach = (f"no: {record.get('error') or 'unknown reason'}", "bad wrap")
+    role = record.get("role") or DASH
+    if record.get("master"):
+        role = f"{role} of {record['master']}"
+    link = record.get("master_link_status") or DASH
+    lag = record.get("lag_bytes")
+    return [
+        (name, ""),
+        (str(record.get("addr", "")), "addr"),
+        ("active" if record.get("active") else "", "active-mark"),
+        (role, ""),
+        reach,
+        (link, "good" if link == "up" else "bad" if link == "down" else ""),
+        (DASH if lag is None else str(lag), "num"),
+    ]
+
+
+def _actions(name: str, record: dict[str, Any]) -> str:
+    if record.get("active"):
+        return ""
+    forms = []
+    for cmd, label, question in ACTIONS:
+        confirm = question.format(name=name, addr=record.get("addr", "?"))
+        forms.append(
+            f'<form class="cmd" method="post" action="cmd/" data-confirm="{escape(confirm)}">'
+            f'<input type="hidden" name="cmd" value="{escape(cmd)}">'
+            f'<input type="hidden" name="to" value="{escape(name)}">'
+            f'<button type="submit" class="{escape(cmd)}" aria-label="{escape(label)} to {escape(name)}">'
+            f"{escape(label)}</button></form>"
+        )
+    return "".join(forms)
+
+
+def uplinks_panel(uplinks: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for name, record in uplinks.items():
+        tds = "".join(f'<td class="{escape(cls)}">{escape(text)}</td>' for text, cls in uplink_cells(name, record))
+        rows.append(f'<tr data-uplink="{escape(name)}">{tds}<td class="actions">{_actions(name, record)}</td></tr>')
+    if not rows:
+        rows.append('<tr><td class="empty" colspan="8">no named uplinks (see uplinks in the config)</td></tr>')
+    return (
+        '<section class="panel full"><h2>Uplinks</h2><div class="scroll"><table><thead><tr>'
+        "<th>name</th><th>address</th><th></th><th>role</th><th>reachable</th><th>link</th>"
+        '<th class="num">lag bytes</th><th></th></tr></thead>'
+        # The controls' wording travels with the page, so the script need not repeat it.
+        f'<tbody id="uplinks" data-key="{escape(table_key(uplinks))}" data-actions="{escape(json.dumps(ACTIONS))}">'
+        f'{"".join(rows)}</tbody></table></div></section>'
+    )
+
+
+def switchover_rows(so: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(label, value, CSS class) of the switchover summary; the script's switchoverRows builds the same."""
+    result = so.get("result")
+    if result is None:
+        outcome, cls = "running", "muted"
+    else:
+        outcome = f"{result}: {so['error']}" if so.get("error") else str(result)
+        cls = "good" if result == "done" else "bad wrap"
+    rows = [
+        ("phase", str(so.get("phase")) + (" (running)" if so.get("running") else ""), ""),
+        ("from " + ARROW + " to", f"{so.get('from') or '?'} {ARROW} {so.get('to') or '?'}", ""),
+        ("lag bytes", DASH if so.get("lag_bytes") is None else str(so["lag_bytes"]), ""),
+    ]
+    total = so.get("sync_total_bytes") or 0
+    if total:
+        progress = "the source is writing its snapshot" if total < 0 else f"{so.get('sync_read_bytes', 0)} of {total} bytes"
+        rows.append(("full sync", progress, ""))
+    if so.get("attempt"):
+        rows.append(("catch-up attempt", str(so["attempt"]), ""))
+    rows += [
+        ("clients held ms", DASH if so.get("held_ms") is None else str(so["held_ms"]), ""),
+        ("result", outcome, cls),
+        ("started", _time(so.get("started_at")), ""),
+        ("ended", _time(so.get("ended_at")), ""),
+    ]
+    return rows
+
+
+def switchover_panel(so: dict[str, Any]) -> str:
+    idle = so.get("phase") == "idle"
+    summary = "".join(
+        f'<tr><th scope="row">{escape(label)}</th><td class="{escape(cls)}">{escape(text)}</td></tr>'
+        for label, text, cls in switchover_rows(so)
+    )
+    events = "".join(
+        f'<tr><td>{escape(_time(e.get("t")))}</td><td class="wrap">{escape(str(e.get("msg", "")))}</td></tr>'
+        for e in so.get("events", [])[-MAX_EVENTS_SHOWN:]
+    ) or '<tr><td class="empty" colspan="2">no events</td></tr>'
+    hidden_body, hidden_none = (" hidden", "") if idle else ("", " hidden")
+    return (
+        '<section class="panel full"><h2>Switchover</h2>'
+        f'<p id="so-none" class="muted"{hidden_none}>none yet</p>'
+        f'<div id="so-body" class="so"{hidden_body}>'
+        f'<table class="kv"><tbody id="so-summary">{summary}</tbody></table>'
+        '<table><thead><tr><th>time</th><th>event (last 10)</th></tr></thead>'
+        f'<tbody id="so-events">{events}</tbody></table></div></section>'
+    )
