@@ -54,6 +54,16 @@ def _text(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class ReplicaEntry:
+    """One of a master's replicas, as the master lists it (slaveN in INFO replication)."""
+
+    addr: str  # host:port: the address it connected from, and its announced listening port
+    port: int
+    offset: int  # the last offset it acknowledged (REPLCONF ACK, about once a second)
+    state: str  # "online" once the master streams to it; "wait_bgsave", "send_bulk" before
+
+
+@dataclass(frozen=True)
 class Replication:
     """What INFO replication (with ROLE's word) says about a server."""
 
@@ -65,7 +75,7 @@ class Replication:
     sync_in_progress: bool = False
     sync_total_bytes: int = 0  # during a full sync: the RDB's size (-1 while the master still writes it)
     sync_read_bytes: int = 0
-    replicas: tuple[tuple[str, int], ...] = ()  # a master's replicas: (host:port, acknowledged offset)
+    replicas: tuple[ReplicaEntry, ...] = ()  # a master's replicas
 
     @property
     def is_master(self) -> bool:
@@ -78,8 +88,15 @@ def parse_replication(info: dict[str, Any]) -> Replication:
     replicas = []
     for key, value in info.items():
         if key.startswith("slave") and key[5:].isdigit() and isinstance(value, dict):
-            host = _text(value.get("ip", "?"))
-            replicas.append((f"[{host}]:{value.get('port')}" if ":" in host else f"{host}:{value.get('port')}", int(value.get("offset", 0))))
+            host, port = _text(value.get("ip", "?")), int(value.get("port", 0))
+            replicas.append(
+                ReplicaEntry(
+                    addr=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                    port=port,
+                    offset=int(value.get("offset", 0)),
+                    state=_text(value.get("state", "?")),
+                )
+            )
     master_addr = None
     if role != "master" and "master_host" in info:
         host = _text(info["master_host"])

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from redis_proxy.config import Config
+from redis_proxy.config import Config, parse_tcp_addr
 from redis_proxy.control.client import ControlPlaneError, Replication
 from redis_proxy.controller import ControlError
 from redis_proxy.switchover.options import Options
@@ -31,8 +31,16 @@ log = logging.getLogger("redis_proxy")
 T = TypeVar("T")
 
 POLL_S = 0.2  # replication progress while not holding clients
+FAST_POLL_S, FAST_POLL_FOR_S = 0.01, 2.0  # ...and during the first seconds of each wait
 PROGRESS_EVENT_S = 5.0  # a progress event at most this often during a sync
 LINK_DOWN_LIMIT_S = 30.0  # the target's link to the source down this long, with no sync under way: give up
+
+
+def _port(addr: str) -> int | None:
+    try:
+        return parse_tcp_addr(addr)[1]
+    except ValueError:  # a unix socket path
+        return None
 
 
 class SwitchoverFailed(Exception):
@@ -229,14 +237,14 @@ class Switchover:
     async def _wait_close_enough(self) -> Replication:
         """Poll until the target's link is up and its lag is within max_lag_bytes."""
         loop = asyncio.get_running_loop()
-        down_since = loop.time()
+        down_since = begun = loop.time()
         while True:
             src, tgt = await self._io(self.source.replication()), await self._io(self.target.replication())
             status = self.status
             status.sync_total_bytes, status.sync_read_bytes = (
                 (tgt.sync_total_bytes, tgt.sync_read_bytes) if tgt.sync_in_progress else (0, 0)
             )
-            if tgt.link_status == "up":
+            if tgt.link_status == "up" and self._streaming(src, tgt):
                 status.lag_bytes = max(0, src.offset - tgt.offset)
                 if status.lag_bytes <= self.options.max_lag_bytes:
                     return tgt
@@ -251,7 +259,24 @@ class Switchover:
                     f" {LINK_DOWN_LIMIT_S:g} s: check that the target can reach that address (replicate_from),"
                     " the source's credentials, TLS, and the target's log"
                 )
-            await self._io(asyncio.sleep(POLL_S))
+            # Fast at first: a small dataset syncs in milliseconds, and the wait is the whole switchover.
+            await self._io(asyncio.sleep(POLL_S if loop.time() - begun > FAST_POLL_FOR_S else FAST_POLL_S))
+
+    def _streaming(self, src: Replication, tgt: Replication) -> bool:
+        """Does the source stream its writes to the target yet?
+
+        Right after a full sync the target says its link is up while its
+        offset can still read 0, and the source lists it as waiting until its
+        first acknowledgement: a lag computed then is meaningless, and a
+        catch-up started then would hold clients until the stream starts
+        (measured: up to 0.8 s).
+        """
+        if src.offset > 0 and tgt.offset == 0:
+            return False
+        ports = {port for a in (self.target.config.addr, self.target.config.replication_addr) if (port := _port(a))}
+        listed = [entry for entry in src.replicas if entry.port in ports]
+        # Not listed under any port we know (an announced port, NAT): the target's word is all there is.
+        return not listed or any(entry.state == "online" for entry in listed)
 
     def _progress(self, msg: str) -> None:
         now = time.monotonic()
@@ -327,18 +352,15 @@ class Switchover:
         self.status.event(f"target {self.target.name} promoted to master")
 
     async def _after_promotion(self, started: float) -> list[str]:
-        """Fence, switch, release; never raises. The problems worth a warning."""
+        """Switch, release, fence, switch peers; never raises. The problems worth a warning.
+
+        The fence comes after the release: this proxy's clients no longer go
+        to the source and its peers are still paused, so only writers outside
+        the fleet could reach the source, and they can until the fence
+        whenever it comes. Every millisecond out of the hold is a
+        millisecond less for every client.
+        """
         warnings: list[str] = []
-        try:
-            if self.options.reverse:
-                await self.source.attach(self.target)
-                self.status.event(f"source fenced: now a replica of {self.target.config.replication_addr}")
-            else:
-                await self.source.fence_writes()
-                self.status.event("source fenced: writes refused (min-replicas-to-write)")
-        except ControlPlaneError as exc:
-            warnings.append(f"the source could not be fenced ({exc}): it may still accept writes from other clients")
-            self.status.event(warnings[-1], logging.ERROR)
         self.status.enter("switch")
         old_addr = self.proxy.config.uplink.addr
         try:
@@ -353,6 +375,9 @@ class Switchover:
         self.status.held_ms = held * 1000
         self.status.lag_bytes = 0
         self.status.event(f"switched to {self.target.name}; clients held {held * 1000:.1f} ms")
+        problem = await self._fence()
+        if problem:
+            warnings.append(problem)
         if self.peers:
             problems = await self.peers.switch(self.target.name)
             for problem in problems:
@@ -361,6 +386,21 @@ class Switchover:
             if not problems:
                 self.status.event(f"{len(self.peers.peers)} peer(s) switched and unpaused")
         return warnings
+
+    async def _fence(self) -> str | None:
+        """Keep anything from writing to the old server; the problem, if it could not be done."""
+        try:
+            if self.options.reverse:
+                await self.source.attach(self.target)
+                self.status.event(f"source fenced: now a replica of {self.target.config.replication_addr}")
+            else:
+                await self.source.fence_writes()
+                self.status.event("source fenced: writes refused (min-replicas-to-write)")
+        except ControlPlaneError as exc:
+            problem = f"the source could not be fenced ({exc}): it may still accept writes from other clients"
+            self.status.event(problem, logging.ERROR)
+            return problem
+        return None
 
     # -- rolling back -------------------------------------------------------------------------------
 

@@ -100,8 +100,12 @@ class Server:
 
     async def promote(self) -> None:
         """REPLICAOF NO ONE, then ROLE must say master (ControlPlaneError otherwise)."""
-        await self.call("REPLICAOF", "NO", "ONE")
-        role = await self.call("ROLE")
+        try:
+            # One round trip: the hold waits for it.
+            async with self.client.pipeline(transaction=False) as pipe:
+                _, role = await pipe.execute_command("REPLICAOF", "NO", "ONE").execute_command("ROLE").execute()
+        except Exception as exc:  # redis-py's errors and OSError: one line naming the server
+            raise ControlPlaneError(f"{self.name}: REPLICAOF NO ONE failed: {exc}") from None
         if not role or _text(role[0]) != "master":
             raise ControlPlaneError(f"{self.name}: still not a master after REPLICAOF NO ONE (ROLE {_text(role[0]) if role else '?'})")
 

@@ -33,7 +33,8 @@ def test_replication_of_a_master_and_its_replica(redis_factory: Callable[..., Re
     master.client().set("k", "v")
     repl = ask(UplinkConfig(addr=master.addr))
     assert repl.is_master and repl.offset > 0 and len(repl.replicas) == 1
-    assert repl.replicas[0][0] == f"127.0.0.1:{replica.port}"
+    entry = repl.replicas[0]
+    assert entry.addr == f"127.0.0.1:{replica.port}" and entry.port == replica.port and entry.state == "online"
     other = ask(UplinkConfig(addr=replica.addr))
     assert not other.is_master and other.link_status == "up" and other.master_addr == master.addr
     assert other.replid == repl.replid
