@@ -441,6 +441,25 @@ class Controller:
         if not self.operator_paused:
             self._resume()
 
+    # -- connections opened ahead of a switch -------------------------------------
+
+    async def prepare_sessions(self, new: Config, uplink_ssl: ssl.SSLContext | None, timeout: float) -> tuple[int, int]:
+        """Open every session's connection to `new`'s uplink before the switch to it; (ready, sessions).
+
+        Sessions not ready within `timeout` connect at their next command
+        after the switch, as without this.
+        """
+        sessions = list(self.proxy.sessions)
+        tasks = [task for session in sessions if (task := session.prepare_uplink(new.uplink, uplink_ssl)) is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        ready = sum(1 for task in tasks if task.done() and not task.cancelled() and task.exception() is None)
+        return ready, len(sessions)
+
+    def discard_prepared(self) -> None:
+        for session in list(self.proxy.sessions):
+            session.discard_prepared()
+
     # -- named uplinks ------------------------------------------------------------
 
     @property

@@ -9,9 +9,15 @@ transaction counts they keep up to date. The controller sees sessions only as
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_proxy.credentials import Credentials
+
+if TYPE_CHECKING:  # the session core imports this module and never asyncio
+    import asyncio
+    import ssl
+
+    from redis_proxy.config import UplinkConfig
 
 RUNNING, PAUSING, PAUSED, STOPPING = "running", "pausing", "paused", "stopping"
 
@@ -55,6 +61,9 @@ class SessionHandle(Protocol):
     def credentials(self) -> Credentials | None: ...  # listen.auth "passthrough": what the client authenticated as
     def resume(self) -> None: ...  # the gate opened
     def switch_uplink(self) -> None: ...  # the generation changed: move to a new uplink connection
+    # A switchover's catch-up: open a connection to the coming uplink now (None: this session cannot).
+    def prepare_uplink(self, uplink: UplinkConfig, context: ssl.SSLContext | None) -> asyncio.Future[Any] | None: ...
+    def discard_prepared(self) -> None: ...
     def pausing(self) -> None: ...  # the gate shut: unblock blocking commands
     def rearm_timer(self) -> None: ...  # time_limit changed
     def end_for_time_limit(self, why: str) -> None: ...

@@ -21,7 +21,9 @@ from redis_proxy.ratelog import peer_events
 from redis_proxy.resp import encode_command
 from redis_proxy.session.client_ids import ClientIds
 from redis_proxy.session.core import SessionCore
+from redis_proxy.session import prepared
 from redis_proxy.session.limits import MAX_CLIENTS_ERROR, ClientLimits, admits
+from redis_proxy.session.prepared import PreparedUplink
 from redis_proxy.session.trace import REDACTED, describe, describe_command, has_secret_reply
 from redis_proxy.session.types import (
     Action, CloseClient, CloseUplink, ConnectUplink, Log, ReadClient, SetTimer, Unblock, WriteClient, WriteUplink,
@@ -29,7 +31,7 @@ from redis_proxy.session.types import (
 from redis_proxy.session.unblock import Unblocker
 from redis_proxy.sockets import set_keepalive, set_nodelay
 from redis_proxy.stats import Stats
-from redis_proxy.uplink import UplinkConnection, UplinkError, auth_command, connect_session
+from redis_proxy.uplink import ReadyUplink, UplinkConnection, UplinkError, auth_command, connect_session
 
 log = logging.getLogger("redis_proxy")
 
@@ -73,6 +75,7 @@ class ClientSession(asyncio.Protocol):
         self.peer = "?"
         self.uplink: UplinkConnection | None = None
         self._connect_task: asyncio.Task[None] | None = None
+        self._prepared: PreparedUplink | None = None  # a connection to the next uplink, opened ahead of a switch
         self._timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._client_paused = False  # the client's write buffer is full: the uplink is not read
@@ -106,6 +109,24 @@ class ClientSession(asyncio.Protocol):
 
     def switch_uplink(self) -> None:
         self._perform(self.core.switch_uplink())
+
+    def prepare_uplink(self, uplink: UplinkConfig, context: ssl.SSLContext | None) -> asyncio.Task[ReadyUplink] | None:
+        """Open a connection to `uplink` now, replaying the session as it is, for the coming switch to `uplink`."""
+        self.discard_prepared()
+        core = self.core
+        if core.closing or core.streaming or not prepared.eligible(core.state):
+            return None
+        state = prepared.snapshot(core.state)
+        task = self.loop.create_task(
+            connect_session(uplink, context, state, CONNECT_TIMEOUT, core.passthrough), name=f"uplink-prepare {self.peer}"
+        )
+        self._prepared = PreparedUplink(uplink, state, task)
+        return task
+
+    def discard_prepared(self) -> None:
+        if self._prepared is not None:
+            self._prepared.discard()
+            self._prepared = None
 
     def pausing(self) -> None:
         self._perform(self.core.pausing())
@@ -165,6 +186,7 @@ class ClientSession(asyncio.Protocol):
             self._idle_timer = None
         if self._connect_task is not None:
             self._connect_task.cancel()
+        self.discard_prepared()
         self._drop_uplink()
 
     def pause_writing(self) -> None:
@@ -299,11 +321,13 @@ class ClientSession(asyncio.Protocol):
 
     async def _open_uplink(self, generation: int) -> None:
         config, context = self.context.uplink_settings()
+        ready = self._take_prepared(config)
         try:
-            redirect = await self._redirect_target(generation)
-            ready = await connect_session(
-                config, context, self.core.state, CONNECT_TIMEOUT, self.core.passthrough, redirect
-            )
+            if ready is None:
+                redirect = await self._redirect_target(generation)
+                ready = await connect_session(
+                    config, context, self.core.state, CONNECT_TIMEOUT, self.core.passthrough, redirect
+                )
         except UplinkError as exc:
             self._connect_task = None
             _uplink_failures_log.warning("connect", "client %s: %s", self.peer, exc)
@@ -338,6 +362,15 @@ class ClientSession(asyncio.Protocol):
         for data in (ready.leftover, *unclaimed):
             if data and self.uplink is uplink:
                 self.uplink_data(data)
+
+    def _take_prepared(self, config: UplinkConfig) -> ReadyUplink | None:
+        prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            return None
+        ready = prepared.take(config, self.core.state)
+        if ready is None:
+            prepared.discard()
+        return ready
 
     async def _redirect_target(self, generation: int) -> int | None:
         """The uplink id, on the server of `generation`, of the session this client's tracking redirects to.

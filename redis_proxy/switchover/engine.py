@@ -31,6 +31,7 @@ log = logging.getLogger("redis_proxy")
 T = TypeVar("T")
 
 POLL_S = 0.2  # replication progress while not holding clients
+PREPARE_S = 2.0  # how long opening client connections on the target ahead of the switch may take
 FAST_POLL_S, FAST_POLL_FOR_S = 0.01, 2.0  # ...and during the first seconds of each wait
 PROGRESS_EVENT_S = 5.0  # a progress event at most this often during a sync
 LINK_DOWN_LIMIT_S = 30.0  # the target's link to the source down this long, with no sync under way: give up
@@ -290,6 +291,9 @@ class Switchover:
         """Hold clients (and peers) until the target has the source's last write; when held since, or None."""
         options = self.options
         await self._wait_close_enough()
+        ready, sessions = await self._io(self.controller.prepare_sessions(self.new_config, self.uplink_ssl, PREPARE_S))
+        self.status.event(f"{ready} of {sessions} client connection(s) opened on the target ahead of the switch")
+        await self._wait_close_enough()  # the lag may have grown meanwhile
         hold_s = options.max_hold_ms / 1000
         if self.peers:
             await self.peers.pause(options.max_hold_ms)
@@ -408,6 +412,7 @@ class Switchover:
         """Before the promotion: release everyone on the source, detach the target if we attached it."""
         self._release()
         await self._release_peers()
+        self.controller.discard_prepared()
         if self.restore is not None:
             try:
                 await self.target.detach(self.restore)

@@ -242,3 +242,30 @@ def test_shutdown_during_a_switchover_rolls_it_back(redis_factory: Factory, prox
     assert proxy.stop() == 0
     assert "abort requested (the proxy is shutting down)" in proxy.log()
     assert role(b) == "master" and role(a) == "master"
+
+
+def test_client_connections_are_opened_on_the_target_before_the_switch(redis_factory: Factory, proxy_factory: Factory) -> None:
+    a, b = redis_factory(extra_args=FAST_SYNC), redis_factory(extra_args=FAST_SYNC)
+    proxy: ProxyProcess = proxy_factory(named_config({"a": a, "b": b}, "a"))
+    admin = AdminClient(proxy)
+    plain = proxy.client(single_connection_client=True, client_name="plain")
+    in_db2 = proxy.client(single_connection_client=True, db=2, client_name="in-db2")
+    in_db2.set("k", "in two")
+    subscriber = proxy.client().pubsub()
+    subscriber.subscribe("news")
+    assert subscriber.get_message(timeout=5)["type"] == "subscribe"
+    start(admin, "b")
+    body = wait_result(admin)
+    assert body["result"] == "done", messages(body)
+    assert "2 of 3 client connection(s) opened on the target ahead of the switch" in messages(body)
+    time.sleep(1.2)
+    # The next commands use those connections: older on b than the time since the switch.
+    assert plain.ping() and in_db2.get("k") == b"in two"
+    ages = {c["name"]: int(c["age"]) for c in b.client().client_list() if c["name"] in ("plain", "in-db2")}
+    assert ages == {"plain": ages["plain"], "in-db2": ages["in-db2"]} and min(ages.values()) >= 1, ages
+    # The subscriber was not prepared (it would have received messages twice) and follows as before.
+    b.client().publish("news", "hello")
+    message = subscriber.get_message(timeout=5)
+    while message is not None and message["type"] != "message":
+        message = subscriber.get_message(timeout=5)
+    assert message is not None and message["data"] == b"hello"
