@@ -123,10 +123,11 @@ def phase_ms(st: dict[str, Any]) -> dict[str, float | None]:
     caught = next((e["msg"] for e in ev if e["msg"].startswith("caught up at offset")), "")
     held_so_far = float(caught.rsplit("held ", 1)[1].split(" ms")[0]) if "held " in caught else None
     marks = [t("phase preflight"), t("phase replicate"), t("phase catch-up"), t("phase catch-up", last=True),
-             t("caught up at offset"), t("target ", last=True), t("source fenced"), t("switched to"), st["ended_at"]]
+             t("caught up at offset"), t("target ", last=True), t("switched to"), t("source fenced"), st["ended_at"]]
+    # The engine's order: promote, switch (clients released), then fence the old server.
     return {"preflight": d(marks[0], marks[1]), "replicate": d(marks[1], marks[2]),
             "catch_up_phase": d(marks[3], marks[4]), "drain_and_catch_up": held_so_far,
-            "promote": d(marks[4], marks[5]), "fence": d(marks[5], marks[6]), "switch": d(marks[6], marks[7]),
+            "promote": d(marks[4], marks[5]), "switch": d(marks[5], marks[6]), "fence": d(marks[6], marks[7]),
             "finish": d(marks[7], marks[8]), "total": d(st["started_at"], st["ended_at"])}
 
 
