@@ -148,14 +148,20 @@ class Controller:
 
     # -- operator API -----------------------------------------------------------
 
-    def pause(self) -> None:
-        """Hold new commands; returns at once. The state is paused as soon as nothing is in flight."""
+    def pause(self, expire_ms: int = 0) -> None:
+        """Hold new commands; returns at once. The state is paused as soon as nothing is in flight.
+
+        The pause ends by itself after max_pause_ms, or `expire_ms` if shorter
+        (a switchover pauses its peers so: a leader that dies cannot leave them paused).
+        """
         self.operator_paused = True
         self._begin_pause()
-        limit = self.proxy.config.max_pause_ms
-        if limit and self._pause_limit is None:
+        limits = [limit for limit in (self.proxy.config.max_pause_ms, expire_ms) if limit]
+        if limits:
+            if self._pause_limit is not None:
+                self._pause_limit.cancel()
             loop = asyncio.get_running_loop()
-            self._pause_limit = loop.call_later(limit / 1000, self._pause_limit_reached, limit)
+            self._pause_limit = loop.call_later(min(limits) / 1000, self._pause_limit_reached, min(limits))
 
     def unpause(self) -> None:
         """Release held commands (also cancels a pause still draining)."""
@@ -168,7 +174,7 @@ class Controller:
         if not self.operator_paused:
             return
         self.proxy.stats.pause_limit_hits += 1
-        log.warning("pause lasted max_pause_ms=%d: unpausing", limit_ms)
+        log.warning("pause lasted its limit of %d ms: unpausing", limit_ms)
         self.operator_paused = False
         if not self._reload_lock.locked():  # a reload under way resumes when it is done (its own bound)
             self._resume()
@@ -178,10 +184,10 @@ class Controller:
         current = time.monotonic() - self.paused_since if self.paused_since is not None else 0.0
         return self.proxy.stats.paused_seconds + current
 
-    async def pause_and_wait(self, timeout: float) -> float:
+    async def pause_and_wait(self, timeout: float, expire_ms: int = 0) -> float:
         """Pause and return once paused (seconds it took). On timeout, unpause and raise ControlError."""
         started = time.monotonic()
-        self.pause()
+        self.pause(expire_ms)
         try:
             await self._wait_paused(timeout)
         except ControlError:
@@ -483,6 +489,8 @@ class Controller:
             raise UnknownUplink(f"no uplink named {name!r} (known: {known})")
         async with self._reload_lock:
             self._check_switch_allowed()
+            if name not in self.proxy.config.uplinks:  # a reload removed it while we waited
+                raise UnknownUplink(f"no uplink named {name!r} any more (the config was reloaded)")
             new = self.proxy.config.with_uplink(name)
             if new.uplink == self.proxy.config.uplink:
                 return {"switched": False, "uplink": name, "held_ms": 0.0}

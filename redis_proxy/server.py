@@ -37,7 +37,7 @@ from redis_proxy.uplinks_status import UplinksPoller
 
 log = logging.getLogger("redis_proxy")
 
-SHUTDOWN_SWITCHOVER_WAIT_S = 10.0  # a switchover's roll-back (or its switch, once promoted) at shutdown
+SHUTDOWN_SWITCHOVER_WAIT_S = 30.0  # a switchover's roll-back (or, once promoted, its switch and peers) at shutdown
 
 
 

@@ -130,12 +130,30 @@ async def _shielded(proxy: Proxy, coro: Coroutine[Any, Any, Any], name: str) -> 
     return await asyncio.shield(task)
 
 
+def _no_switchover(proxy: Proxy) -> None:
+    """An operator's pause or unpause would break a running switchover's hold: refused until it ends."""
+    running = proxy.controller.switchover_running
+    if running is not None:
+        raise CommandError(409, f"a switchover is running ({running}): it holds and releases clients itself; abort it first")
+
+
+def _expire_ms(fields: Fields) -> int:
+    raw = fields.get("expire_ms", 0)
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_PAUSE_TIMEOUT_MS:
+        raise CommandError(400, f"expire_ms must be an integer from 0 to {MAX_PAUSE_TIMEOUT_MS} (milliseconds)")
+    return raw
+
+
 async def _pause(proxy: Proxy, fields: Fields) -> dict[str, Any]:
-    proxy.controller.pause()
+    _no_switchover(proxy)
+    proxy.controller.pause(_expire_ms(fields))
     return {"state": proxy.controller.state}
 
 
 async def _unpause(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    _no_switchover(proxy)
     proxy.controller.unpause()
     return {"state": proxy.controller.state}
 
@@ -151,10 +169,11 @@ def _timeout_ms(fields: Fields) -> int:
 
 
 async def _pause_and_wait(proxy: Proxy, fields: Fields) -> dict[str, Any]:
-    timeout_ms = _timeout_ms(fields)
+    _no_switchover(proxy)
+    timeout_ms, expire_ms = _timeout_ms(fields), _expire_ms(fields)
     controller = proxy.controller
     try:
-        waited = await _shielded(proxy, controller.pause_and_wait(timeout_ms / 1000), "admin-pause-and-wait")
+        waited = await _shielded(proxy, controller.pause_and_wait(timeout_ms / 1000, expire_ms), "admin-pause-and-wait")
     except ControlTimeout as exc:
         # The pause did not complete in time (the controller has already
         # unpaused): a gateway-style timeout, not a refusal.
@@ -206,6 +225,8 @@ async def _switchover(proxy: Proxy, fields: Fields) -> dict[str, Any]:
         raise CommandError(400, f"{name} is already the active uplink")
     if proxy.controller.switchover_running is not None or proxy.controller.busy:
         raise CommandError(409, "a reload or switch is running: try again when it is done")
+    if proxy.controller.operator_paused:
+        raise CommandError(409, "the proxy is paused by an operator: unpause it first (a switchover holds clients itself)")
     proxy.switchover = Switchover(proxy, name, options)
     proxy.switchover.start()
     return {"status_code": 202, "from": proxy.switchover.status.source, "to": name}

@@ -95,10 +95,11 @@ def legacy_status(proxy: Proxy) -> dict[str, Any]:
 
 
 def passwords(proxy: Proxy) -> list[str]:
-    """Every password in the live config (uplink, named uplinks, listen, admin)."""
+    """Every password in the live config (uplink, named uplinks, listen, admin, peers)."""
     config = proxy.config
     found = [config.uplink.password, config.listen.password]
     found.extend(section.password for section in config.uplinks.values())
+    found.extend(peer.password for peer in config.peers)
     if config.admin is not None:
         found.append(config.admin.password)
     return [p for p in found if p]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis_proxy.config import Config, parse_tcp_addr
 from redis_proxy.control.client import ControlPlaneError, Replication
-from redis_proxy.controller import ControlError
+from redis_proxy.controller import PAUSED, ControlError
 from redis_proxy.switchover.options import Options
 from redis_proxy.switchover.peers import PeerError, Peers
 from redis_proxy.switchover.servers import Server, version_tuple
@@ -31,6 +31,9 @@ log = logging.getLogger("redis_proxy")
 T = TypeVar("T")
 
 POLL_S = 0.2  # replication progress while not holding clients
+SOURCE_PAUSE_MARGIN_MS = 5000  # the source's write pause outlasts the hold by this, to cover promotion and fence
+PEER_PAUSE_MARGIN_MS = 30_000  # a peer's pause ends by itself this long after the hold could: a dead leader
+MIN_PROMOTE_S = 0.2  # REPLICAOF NO ONE gets at least this long, even at the end of the hold
 PREPARE_S = 2.0  # how long opening client connections on the target ahead of the switch may take
 FAST_POLL_S, FAST_POLL_FOR_S = 0.01, 2.0  # ...and during the first seconds of each wait
 PROGRESS_EVENT_S = 5.0  # a progress event at most this often during a sync
@@ -46,6 +49,10 @@ def _port(addr: str) -> int | None:
 
 class SwitchoverFailed(Exception):
     """A switchover cannot go on; the message is for the operator."""
+
+
+class HoldExpired(Exception):
+    """The hold reached max_hold_ms before the target caught up (or a server answered in time)."""
 
 
 class Aborted(Exception):
@@ -74,6 +81,9 @@ class Switchover:
         self.abort_requested = False
         self._aborted = asyncio.Event()
         self.restore: dict[str, str] | None = None  # the target's settings, when this switchover attached it
+        self.restore_master: str | None = None  # ...and the master it replicated before, if any
+        self.source_paused = False  # CLIENT PAUSE WRITE on the source, until the fence
+        self._pause_warned = False
         self.holding = False  # clients are held by this switchover
         self._last_progress = 0.0
         self._missed = ""  # why the last catch-up attempt ran out of time
@@ -167,7 +177,7 @@ class Switchover:
             self.status.enter("catch-up")
             started = await self._catch_up()
             if started is not None:
-                await self._promote()
+                await self._promote(started + self.options.max_hold_ms / 1000)
                 return started
             if attempt <= self.options.retries:
                 self.status.event(f"retrying the catch-up ({attempt} of {self.options.retries} retries)")
@@ -230,6 +240,7 @@ class Switchover:
             self.status.event(f"the target already replicates the source (link {tgt.link_status})")
         else:
             self.restore = await self._io(target.saved_settings())
+            self.restore_master = None if tgt.is_master else tgt.master_addr
             self.status.event(f"REPLICAOF {source.config.replication_addr} on the target")
             await target.attach(source)
             self._check_abort()
@@ -296,7 +307,7 @@ class Switchover:
         await self._wait_close_enough()  # the lag may have grown meanwhile
         hold_s = options.max_hold_ms / 1000
         if self.peers:
-            await self.peers.pause(options.max_hold_ms)
+            await self.peers.pause(options.max_hold_ms, expire_ms=options.max_hold_ms + PEER_PAUSE_MARGIN_MS)
             self._check_abort()
         self.holding = True
         try:
@@ -308,29 +319,74 @@ class Switchover:
             self.status.event(f"clients not drained in time: {exc}", logging.WARNING)
             return None
         deadline = started + hold_s
+        try:
+            await self._pause_source_writes(deadline)
+            await self._until_caught_up(deadline, started)
+            # Nothing may have let clients (or peers) go meanwhile: a promotion then would lose their writes.
+            if self.controller.state != PAUSED or not self.holding:
+                raise SwitchoverFailed("clients were released during the hold (the proxy is not paused any more)")
+            if self.peers:
+                await self._bounded(self.peers.all_paused(), deadline)
+            return started
+        except HoldExpired:
+            self._missed = (
+                f"the target stayed {self.status.lag_bytes} bytes behind, or a server was slow to answer: is something"
+                " other than this proxy (and its peers) writing to the source?"
+            )
+        self._release()
+        await self._unpause_source_writes()
+        await self._release_peers()
+        self.status.event(
+            f"not caught up within max_hold_ms (lag {self.status.lag_bytes} bytes): clients released", logging.WARNING
+        )
+        return None
+
+    async def _until_caught_up(self, deadline: float, started: float) -> None:
         while True:
-            self._check_abort()
             # Source first: whatever the target has afterwards is at least what the source had.
-            src = await self.source.replication()
-            tgt = await self.target.replication()
+            src = await self._bounded(self.source.replication(), deadline)
+            tgt = await self._bounded(self.target.replication(), deadline)
             self.status.lag_bytes = max(0, src.offset - tgt.offset)
             if tgt.link_status == "up" and tgt.offset >= src.offset:
                 self.status.event(
                     f"caught up at offset {src.offset}, clients held {(time.monotonic() - started) * 1000:.1f} ms so far"
                 )
-                return started
-            if time.monotonic() >= deadline:
-                self._missed = (
-                    f"the target stayed {self.status.lag_bytes} bytes behind: is something other than this proxy"
-                    " (and its peers) writing to the source?"
-                )
-                self._release()
-                await self._release_peers()
-                self.status.event(
-                    f"not caught up within max_hold_ms (lag {self.status.lag_bytes} bytes): clients released", logging.WARNING
-                )
-                return None
+                return
             await asyncio.sleep(0)
+
+    async def _bounded(self, aw: Awaitable[T], deadline: float) -> T:
+        """A request inside the hold: HoldExpired once the hold's deadline passes (an abort is honoured first)."""
+        self._check_abort()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HoldExpired()
+        task = asyncio.ensure_future(aw)
+        done, _ = await asyncio.wait({task}, timeout=remaining)
+        if task not in done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            raise HoldExpired()
+        return task.result()
+
+    async def _pause_source_writes(self, deadline: float) -> None:
+        """CLIENT PAUSE WRITE on the source: writers that do not go through the proxy (listen_raw, other
+        programs) are held too, until the fence, so nothing the source acknowledges is left behind."""
+        pause_ms = int((deadline - time.monotonic()) * 1000) + SOURCE_PAUSE_MARGIN_MS
+        try:
+            await self._bounded(self.source.pause_writes(pause_ms), deadline)
+            self.source_paused = True
+        except ControlPlaneError as exc:
+            if not self._pause_warned:  # Redis < 6.2, or an ACL without CLIENT: the proxy's clients are held anyway
+                self._pause_warned = True
+                self.status.event(f"writes on the source not paused ({exc}): only this proxy's clients are held", logging.WARNING)
+
+    async def _unpause_source_writes(self) -> None:
+        if self.source_paused:
+            self.source_paused = False
+            try:
+                await self.source.unpause_writes()
+            except ControlPlaneError as exc:
+                self.status.event(f"CLIENT UNPAUSE on the source failed ({exc}): its pause ends by itself", logging.WARNING)
 
     def _release(self) -> None:
         if self.holding:
@@ -343,16 +399,17 @@ class Switchover:
 
     # -- 4. promote, fence, switch --------------------------------------------------------------
 
-    async def _promote(self) -> None:
+    async def _promote(self, deadline: float) -> None:
         """REPLICAOF NO ONE on the target: from here on there is no abort."""
         self._check_abort()
         self.committing = True
         self.status.enter("promote")
         try:
-            await self.target.promote()
-        except ControlPlaneError as exc:
-            # Not a master (or no answer): going back is still safe, and what run() does on SwitchoverFailed.
-            raise SwitchoverFailed(f"promotion failed: {exc}") from None
+            await self._bounded(self.target.promote(), max(deadline, time.monotonic() + MIN_PROMOTE_S))
+        except (ControlPlaneError, HoldExpired) as exc:
+            # Not a master, or no answer in time: going back is still safe (run() rolls back, re-attaching
+            # a target whose promotion may have happened), and clients stay on the source.
+            raise SwitchoverFailed(f"promotion failed: {exc or 'no answer within max_hold_ms'}") from None
         self.status.event(f"target {self.target.name} promoted to master")
 
     async def _after_promotion(self, started: float) -> list[str]:
@@ -369,19 +426,20 @@ class Switchover:
         old_addr = self.proxy.config.uplink.addr
         try:
             self.controller.switch_sessions(self.new_config, self.uplink_ssl, "switchover")
-        except ControlError as exc:  # switch_sessions released the clients
+        except ControlError as exc:  # switch_sessions released the clients; fence and peers still matter
             self.holding = False
             warnings.append(f"switching sessions failed: {exc}")
             self.status.event(warnings[-1], logging.ERROR)
-            return warnings
-        self.holding = False
-        held = self.controller.release(started, old_addr, self.new_config)
-        self.status.held_ms = held * 1000
-        self.status.lag_bytes = 0
-        self.status.event(f"switched to {self.target.name}; clients held {held * 1000:.1f} ms")
+        else:
+            self.holding = False
+            held = self.controller.release(started, old_addr, self.new_config)
+            self.status.held_ms = held * 1000
+            self.status.lag_bytes = 0
+            self.status.event(f"switched to {self.target.name}; clients held {held * 1000:.1f} ms")
         problem = await self._fence()
         if problem:
             warnings.append(problem)
+        await self._unpause_source_writes()  # writers still there now get READONLY (or NOREPLICAS)
         if self.peers:
             problems = await self.peers.switch(self.target.name)
             for problem in problems:
@@ -411,11 +469,17 @@ class Switchover:
     async def _roll_back(self) -> None:
         """Before the promotion: release everyone on the source, detach the target if we attached it."""
         self._release()
+        await self._unpause_source_writes()
         await self._release_peers()
         self.controller.discard_prepared()
-        if self.restore is not None:
-            try:
-                await self.target.detach(self.restore)
-                self.status.event("the target was detached (REPLICAOF NO ONE) and its replication settings restored")
-            except ControlPlaneError as exc:
-                self.status.event(f"could not detach the target: {exc}", logging.ERROR)
+        try:
+            if self.restore is not None:
+                await self.target.detach(self.restore, self.restore_master)
+                again = f"a replica of {self.restore_master} again" if self.restore_master else "detached (REPLICAOF NO ONE)"
+                self.status.event(f"the target is {again}, its replication settings restored")
+            elif self.committing:
+                # It replicated the source before; a promotion whose answer was lost may have happened.
+                await self.target.attach(self.source)
+                self.status.event("the target replicates the source again (its promotion's outcome was unknown)")
+        except ControlPlaneError as exc:
+            self.status.event(f"could not restore the target: {exc}", logging.ERROR)

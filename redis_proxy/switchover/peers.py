@@ -14,7 +14,7 @@ import httpx
 
 from redis_proxy.config import PeerConfig
 
-REQUEST_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 5.0  # a peer slower than this is as good as unreachable for a switchover
 
 
 class PeerError(Exception):
@@ -78,18 +78,32 @@ class Peers:
 
         return list(await asyncio.gather(*(one(peer) for peer in self.peers)))
 
-    async def pause(self, timeout_ms: int) -> None:
-        """pause-and-wait on every peer at once; if one fails, all are unpaused and PeerError says why."""
+    async def pause(self, timeout_ms: int, expire_ms: int) -> None:
+        """pause-and-wait on every peer at once; if one fails, all are unpaused and PeerError says why.
+
+        Each pause ends by itself after `expire_ms`: a leader that dies
+        mid-switchover cannot leave its peers paused.
+        """
 
         async def one(peer: Peer) -> None:
             peer.paused = True  # a pause may take effect even when its reply is lost
-            await peer.command("pause-and-wait", timeout_ms=str(timeout_ms))
+            await peer.command("pause-and-wait", timeout_ms=str(timeout_ms), expire_ms=str(expire_ms))
 
         results = await asyncio.gather(*(one(peer) for peer in self.peers), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             await self.unpause()
             raise PeerError("; ".join(str(e) for e in errors))
+
+    async def all_paused(self) -> None:
+        """Just before the promotion: every peer is still paused (its pause could have expired); PeerError if not."""
+
+        async def one(peer: Peer) -> None:
+            state = (await peer.info()).get("state_str")
+            if state != "paused":
+                raise PeerError(f"peer {peer.url} is {state}, no longer paused")
+
+        await asyncio.gather(*(one(peer) for peer in self.peers))
 
     async def unpause(self) -> list[str]:
         """Unpause every peer we paused; the problems (never raised: this runs on the way out)."""

@@ -92,11 +92,22 @@ class Server:
         host, port = parse_tcp_addr(master.config.replication_addr)
         await self.call("REPLICAOF", host, str(port))
 
-    async def detach(self, saved: dict[str, str]) -> None:
-        """Undo `attach`: a master again, its own replication settings back."""
-        await self.call("REPLICAOF", "NO", "ONE")
+    async def detach(self, saved: dict[str, str], master_addr: str | None = None) -> None:
+        """Undo `attach`: its own replication settings back, then a master again, or the replica of `master_addr` it was."""
         for setting, value in saved.items():
             await self.call("CONFIG", "SET", setting, value)
+        if master_addr is None:
+            await self.call("REPLICAOF", "NO", "ONE")
+        else:
+            host, port = parse_tcp_addr(master_addr)
+            await self.call("REPLICAOF", host, str(port))
+
+    async def pause_writes(self, ms: int) -> None:
+        """CLIENT PAUSE ms WRITE (Redis >= 6.2): every client's writes wait; reads, INFO and REPLICAOF go on."""
+        await self.call("CLIENT", "PAUSE", str(ms), "WRITE")
+
+    async def unpause_writes(self) -> None:
+        await self.call("CLIENT", "UNPAUSE")
 
     async def promote(self) -> None:
         """REPLICAOF NO ONE, then ROLE must say master (ControlPlaneError otherwise)."""

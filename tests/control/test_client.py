@@ -31,6 +31,8 @@ def test_replication_of_a_master_and_its_replica(redis_factory: Callable[..., Re
     replica.client().replicaof("127.0.0.1", master.port)
     wait_until(lambda: replica.client().info("replication")["master_link_status"] == "up", timeout=20)
     master.client().set("k", "v")
+    # The master lists a new replica as waiting until its first acknowledgement.
+    wait_until(lambda: master.client().info("replication")["slave0"]["state"] == "online", timeout=20)
     repl = ask(UplinkConfig(addr=master.addr))
     assert repl.is_master and repl.offset > 0 and len(repl.replicas) == 1
     entry = repl.replicas[0]
