@@ -18,9 +18,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from redis_proxy.config_errors import duplicate_problems, object_hook, translate
+from redis_proxy.config_files import LISTENERS, check_files, resolve_paths
 
-# The sections that open a listening socket.
-LISTENERS = ("listen", "listen_raw", "admin")
+__all__ = ["LISTENERS", "Config", "ConfigError", "check_files", "load_config", "parse_config", "resolve_paths"]
+
 
 class ConfigError(Exception):
     """One or more problems with the configuration, one readable line each."""
@@ -243,6 +244,25 @@ class PeerConfig(_Section):
         return []
 
 
+class FailoverConfig(_Section):
+    """Automatic failover when the active uplink dies: which named uplinks may take over, and how."""
+
+    candidates: list[str]  # names in uplinks, tried in this order
+    check_interval_ms: int = Field(default=500, ge=50)
+    down_after_ms: int = Field(default=3000, ge=100)
+    max_hold_ms: int = Field(default=10000, ge=0)  # commands are held this long for a new uplink, then fail
+    promote: bool = False  # a replica candidate is promoted (REPLICAOF NO ONE) once chosen
+    check_script: OptStr = None  # called with host:port; exit 0: usable
+    trigger_scripts: list[str] = Field(default_factory=list)  # called with the new host:port before releasing
+    script_timeout_ms: int = Field(default=5000, ge=100)
+    max_backoff_ms: int = Field(default=30000, ge=100)
+
+    def _rule_problems(self) -> list[tuple[str, str]]:
+        if not self.candidates:
+            return [("candidates", "name at least one entry of uplinks")]
+        return []
+
+
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -260,6 +280,7 @@ class Config(BaseModel):
     uplink: UplinkConfig
     uplink_name: str | None = None
     peers: list[PeerConfig] = Field(default_factory=list)
+    failover: FailoverConfig | None = None
     listen: ListenConfig
     listen_raw: ListenRawConfig | None = None
     admin: AdminConfig | None = None
@@ -312,6 +333,11 @@ class Config(BaseModel):
                     "uplink.addr",
                     f'same address as uplinks.{other} with other settings: name it instead ("uplink": "{other}")',
                 ))
+        if self.failover is not None:
+            for name in self.failover.candidates:
+                if name not in self.uplinks:
+                    known = ", ".join(sorted(self.uplinks)) or "uplinks has no entries"
+                    problems.append(("failover.candidates", f"no uplink named {name!r} (known: {known})"))
         if problems:
             raise _rules_error(problems)
         return self
@@ -368,70 +394,6 @@ def parse_config(text: str, source: str = "config") -> Config:
     if problems:
         raise ConfigError(problems)
     return config
-
-
-def check_files(config: Config) -> list[str]:
-    """Problems with cert/key/CA files that the config will actually use."""
-    wanted: list[tuple[str, str | None]] = []
-    uplinks = {"uplink": config.uplink} if config.uplink_name is None else {}
-    uplinks.update({f"uplinks.{name}": section for name, section in config.uplinks.items()})
-    for index, peer in enumerate(config.peers):
-        if peer.cacertfile and not peer.skipverify:
-            wanted.append((f"peers.{index}.cacertfile", peer.cacertfile))
-    for where, uplink in uplinks.items():
-        if uplink.tls and not uplink.skipverify:
-            wanted.append((f"{where}.cacertfile", uplink.cacertfile))
-        if uplink.tls and uplink.certfile:
-            wanted.append((f"{where}.certfile", uplink.certfile))
-            wanted.append((f"{where}.keyfile", uplink.keyfile))
-    for name in LISTENERS:
-        section = getattr(config, name)
-        if section is not None and section.tls:
-            wanted.append((f"{name}.certfile", section.certfile))
-            wanted.append((f"{name}.keyfile", section.keyfile))
-            if getattr(section, "cacertfile", None):
-                wanted.append((f"{name}.cacertfile", section.cacertfile))
-    problems: list[str] = []
-    for key, path in wanted:
-        if path is None:
-            continue  # already reported by schema validation
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            problems.append(f"{key}: cannot read {path}: {exc.strerror or exc}")
-    return problems
-
-
-# The keys that name files, per section: resolved by resolve_paths.
-_FILE_KEYS: dict[str, tuple[str, ...]] = {
-    "uplink": ("cacertfile", "certfile", "keyfile"),
-    "listen": ("certfile", "keyfile", "cacertfile"),
-    "listen_raw": ("certfile", "keyfile", "cacertfile"),
-    "admin": ("certfile", "keyfile"),
-}
-
-
-def resolve_paths(config: Config, base: str) -> Config:
-    """The config with every relative file path made absolute against `base` (the models are frozen: copies)."""
-    def resolved(section: Any, keys: tuple[str, ...]) -> Any:
-        changed = {
-            key: os.path.normpath(os.path.join(base, value))
-            for key in keys
-            if isinstance(value := getattr(section, key), str) and not os.path.isabs(value)
-        }
-        return section.model_copy(update=changed) if changed else section
-
-    updates: dict[str, Any] = {}
-    for name, keys in _FILE_KEYS.items():
-        section = getattr(config, name)
-        if section is not None:
-            updates[name] = resolved(section, keys)
-    updates["uplinks"] = {name: resolved(section, _FILE_KEYS["uplink"]) for name, section in config.uplinks.items()}
-    if config.uplink_name is not None:
-        updates["uplink"] = updates["uplinks"][config.uplink_name]
-    updates["peers"] = [resolved(peer, ("cacertfile",)) for peer in config.peers]
-    return config.model_copy(update=updates)
 
 
 def load_config(path: str) -> Config:

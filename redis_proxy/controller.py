@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from redis_proxy.acl_users import check_session_users
 from redis_proxy.config import Config, ConfigError, UplinkConfig, load_config
-from redis_proxy.gate import PAUSED, PAUSING, RUNNING, STOPPING, Gate, SessionHandle
+from redis_proxy.gate import FAILING_OVER, PAUSED, PAUSING, RUNNING, STOPPING, Gate, SessionHandle
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import UplinkError, check_uplink
 
@@ -222,7 +222,7 @@ class Controller:
         if self._txn_timer is not None:
             self._txn_timer.cancel()
             self._txn_timer = None
-        if self.state in (PAUSING, PAUSED):
+        if self.state in (PAUSING, PAUSED, FAILING_OVER):
             if self._pause_limit is not None:
                 self._pause_limit.cancel()
                 self._pause_limit = None
@@ -437,14 +437,42 @@ class Controller:
         """After switch_sessions: resume (unless an operator holds the pause), record the switch; seconds held."""
         held = time.monotonic() - started
         self.release_hold()
+        self.record_switch(old_addr, new, held)
+        return held
+
+    def record_switch(self, old_addr: str, new: Config, held: float) -> None:
         self.proxy.stats.switches += 1
         self.switches.appendleft(Switch(time.time(), old_addr, new.uplink.addr, held * 1000))
         log.info("switched uplink %s -> %s; clients held %.1f ms", old_addr, new.uplink.addr, held * 1000)
-        return held
 
     def release_hold(self) -> None:
-        """End a pause taken by hold(), unless an operator's pause holds it."""
-        if not self.operator_paused:
+        """End a pause taken by hold() (or a failover's), unless an operator's pause holds it."""
+        if self.state == FAILING_OVER:
+            self.end_failover()
+        elif not self.operator_paused:
+            self._resume()
+
+    # -- automatic failover -------------------------------------------------------
+
+    def begin_failover(self) -> None:
+        """The active uplink is down: hold new commands (state failing-over) until a new one is chosen.
+
+        Commands in flight on the dead uplink are not waited for: their
+        connections are gone, and sessions answer them with an error.
+        """
+        if self.state in (RUNNING, PAUSING, PAUSED):
+            if self.paused_since is None:
+                self.paused_since = time.monotonic()
+            self._set_state(FAILING_OVER)
+
+    def end_failover(self) -> None:
+        """Release what a failover held, back to an operator's pause if one is in place."""
+        if self.state != FAILING_OVER:
+            return
+        if self.operator_paused:
+            self._set_state(PAUSING)
+            self.check_idle()
+        else:
             self._resume()
 
     # -- connections opened ahead of a switch -------------------------------------

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the session core imports this module and never asyncio
     from redis_proxy.config import UplinkConfig
 
 RUNNING, PAUSING, PAUSED, STOPPING = "running", "pausing", "paused", "stopping"
+# The active uplink is down and a candidate is being chosen: new commands are held, as when paused.
+FAILING_OVER = "failing-over"
 
 
 class Gate:
@@ -64,6 +66,7 @@ class SessionHandle(Protocol):
     # A switchover's catch-up: open a connection to the coming uplink now (None: this session cannot).
     def prepare_uplink(self, uplink: UplinkConfig, context: ssl.SSLContext | None) -> asyncio.Future[Any] | None: ...
     def discard_prepared(self) -> None: ...
+    def fail_held(self, reason: str) -> None: ...  # failover found no uplink in time: every held command gets -ERR
     def pausing(self) -> None: ...  # the gate shut: unblock blocking commands
     def rearm_timer(self) -> None: ...  # time_limit changed
     def end_for_time_limit(self, why: str) -> None: ...

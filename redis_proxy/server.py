@@ -21,6 +21,7 @@ from typing import Any
 from redis_proxy.admin.server import start_admin
 from redis_proxy.config import LISTENERS, Config, ConfigError, UplinkConfig, parse_tcp_addr
 from redis_proxy.controller import ControlError, Controller
+from redis_proxy.failover.monitor import FailoverMonitor
 from redis_proxy.gate import Gate
 from redis_proxy.health import HealthChecker
 from redis_proxy.pidfile import PidFileError, remove_pidfile, write_pidfile
@@ -58,6 +59,7 @@ class Proxy:
         self.health = HealthChecker(self.uplink_settings)  # /readyz, uplink_up; started by start()
         self.switchover_status = SwitchoverStatus()  # the running or last switchover (GET /switchover.json)
         self.switchover: Switchover | None = None
+        self.failover = FailoverMonitor(self)  # automatic failover (config.failover); started by start()
         self.uplinks_status = UplinksPoller(lambda: self.config)  # every named uplink's role and lag; started by start()
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured
@@ -96,7 +98,13 @@ class Proxy:
             query_buffer=config.client_query_buffer_limit,
             idle_timeout=float(config.client_idle_timeout_s),
             keepalive=config.tcp_keepalive_s,
+            outlive_uplink=config.failover is not None,
+            unreachable_wait=config.failover.max_hold_ms / 1000 if config.failover is not None else 0.0,
         )
+
+    def uplink_trouble(self) -> None:
+        """A client's uplink connection was lost or refused: automatic failover looks at once."""
+        self.failover.uplink_trouble()
 
     def client_count(self) -> int:
         """Client connections open now, managed and raw: what max_clients bounds."""
@@ -153,6 +161,7 @@ class Proxy:
         config = self.config
         self.health.start()
         self.uplinks_status.start()
+        self.failover.start()
         await self._listen("listen", config.listen.addr, config.listen.network, lambda: ClientSession(self))
         if config.listen_raw is not None:
             warning = raw_exposure_warning(config)
@@ -227,6 +236,7 @@ class Proxy:
             await self.admin.stop()
         await self.health.stop()
         await self.uplinks_status.stop()
+        await self.failover.stop()
         for path in self._unix_paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

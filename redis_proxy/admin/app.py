@@ -91,11 +91,7 @@ def build_app(proxy: Proxy) -> Starlette:
         return _json(state.legacy_status(proxy))
 
     async def switchover_json(request: Request) -> Response:
-        body = proxy.switchover_status.to_json()
-        # Second line of defence, as for info.json: no message should ever hold a password.
-        body["error"] = state.scrub(proxy, body["error"]) if body["error"] else None
-        body["events"] = [{**event, "msg": state.scrub(proxy, event["msg"])} for event in body["events"]]
-        return _json(body)
+        return _json(state.switchover(proxy))  # scrubbed, as in info.json
 
     async def metrics_text(request: Request) -> Response:
         body, content_type = metrics.render(registry)

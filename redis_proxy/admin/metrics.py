@@ -117,6 +117,7 @@ class ProxyCollector(Collector):
         for name, attribute, help_text in _HISTOGRAMS:
             yield _histogram(name, help_text, getattr(stats, attribute))
         yield from _switchover(proxy)
+        yield from _failover(proxy)
         yield from _uplinks(proxy)
 
 
@@ -141,6 +142,35 @@ def _switchover(proxy: Proxy) -> Iterable[Metric]:
     for result in RESULTS:
         finished.add_metric([result], proxy.stats.switchovers.get(result, 0))
     yield finished
+
+
+def _failover(proxy: Proxy) -> Iterable[Metric]:
+    stats, status = proxy.stats, proxy.failover.status
+    done = CounterMetricFamily(f"{PREFIX}_failovers", "Automatic failovers, by result.", labels=["result"])
+    for result, count in stats.failovers.items():
+        done.add_metric([result], count)
+    yield done
+    yield CounterMetricFamily(
+        f"{PREFIX}_failover_commands_held",
+        "Commands held while failing over, then sent to the new uplink.",
+        value=stats.failover_commands_held,
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_failover_commands_failed",
+        "Commands held while failing over, then failed: no candidate within max_hold_ms.",
+        value=stats.failover_commands_failed,
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_failing_over", "1 while the active uplink is down and a candidate is sought, else 0.",
+        value=1 if status.state in ("failing-over", "searching") else 0,
+    )
+    last = status.last
+    if last is not None and last.recover_ms is not None:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_failover_last_recover_seconds",
+            "The last failover's time to recover: uplink declared down to switched.",
+            value=last.recover_ms / 1000,
+        )
 
 
 def _uplinks(proxy: Proxy) -> Iterable[Metric]:

@@ -14,9 +14,9 @@ from html import escape
 from typing import Any
 
 from redis_proxy.admin.page_assets import CSS, JS
-from redis_proxy.admin.page_uplinks import switchover_panel, uplinks_panel
+from redis_proxy.admin.page_uplinks import failover_panel, switchover_panel, uplinks_panel
 
-KNOWN_STATES = frozenset({"running", "pausing", "paused", "stopping"})
+KNOWN_STATES = frozenset({"running", "pausing", "paused", "stopping", "failing-over"})
 
 COUNTER_LABELS: dict[str, str] = {
     "commands": "commands forwarded",
@@ -171,6 +171,7 @@ def render(data: dict[str, Any], result: Result | None, nonce: str) -> str:
 <div class="panels">
 {uplinks_panel(data.get("uplinks") or {})}
 {switchover_panel(data.get("switchover") or {"phase": "idle"})}
+{failover_panel(data.get("failover") or {"state": "off"})}
 <section class="panel"><h2>Counters</h2><table><tbody>{counters}</tbody></table></section>
 <section class="panel"><h2>Commands by name</h2>
 <table><thead><tr><th>command</th><th class="num">count</th></tr></thead>

@@ -25,7 +25,7 @@ main { max-width: 1040px; margin: 0 auto; padding: 20px 24px 40px; }
 .state { display: inline-block; padding: 4px 14px; border-radius: 999px; font-weight: 700; letter-spacing: .03em; color: #fff; text-transform: uppercase; font-size: 14px; }
 .state-running { background: #15803d; }
 .state-pausing { background: #d97706; }
-.state-paused { background: #b91c1c; }
+.state-paused, .state-failing-over { background: #b91c1c; }
 .state-stopping, .state-unknown { background: #6b7280; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: 12px; margin-bottom: 20px; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
@@ -75,7 +75,7 @@ footer a { color: inherit; }
 JS = r"""
 (function () {
   "use strict";
-  var STATES = ["running", "pausing", "paused", "stopping"];
+  var STATES = ["running", "pausing", "paused", "stopping", "failing-over"];
   function $(id) { return document.getElementById(id); }
   function setText(id, value) {
     var el = $(id);
@@ -210,15 +210,29 @@ JS = r"""
     );
     return rows;
   }
-  function applySwitchover(so) {
-    var none = $("so-none"), body = $("so-body");
-    if (!none || !body || !so) { return; }
-    var idle = so.phase === "idle";
+  // The same rows as page_uplinks.failover_rows.
+  function failoverRows(fo) {
+    var last = fo.last || {}, result = last.result;
+    var outcome = result == null ? "running" : String(result) + (last.error ? ": " + last.error : "");
+    return [
+      ["state", fo.state, (fo.state === "failing-over" || fo.state === "searching") ? "bad" : ""],
+      ["last failover", (last.from || "?") + " " + ARROW + " " + (last.to || "?"), ""],
+      ["why", last.reason || DASH, "wrap"],
+      ["result", outcome, result === "done" ? "good" : (result == null ? "muted" : "bad wrap")],
+      ["time to recover ms", last.recover_ms == null ? DASH : last.recover_ms, ""],
+      ["commands held / failed", (last.held_commands || 0) + " / " + (last.failed_commands || 0), ""],
+      ["started", timeOrDash(last.started_at), ""]
+    ];
+  }
+  // A panel of page_uplinks._event_panel: a summary table and the last 10 events.
+  function applyPanel(prefix, idle, rows, events) {
+    var none = $(prefix + "-none"), body = $(prefix + "-body");
+    if (!none || !body) { return; }
     none.hidden = !idle;
     body.hidden = idle;
     if (idle) { return; }
     var fresh = document.createDocumentFragment();
-    switchoverRows(so).forEach(function (r) {
+    rows.forEach(function (r) {
       var tr = document.createElement("tr"), th = document.createElement("th");
       th.scope = "row";
       th.textContent = r[0];
@@ -226,10 +240,16 @@ JS = r"""
       tr.appendChild(cell(r[1], r[2]));
       fresh.appendChild(tr);
     });
-    $("so-summary").replaceChildren(fresh);
-    fillRows("so-events", (so.events || []).slice(-10).map(function (e) {
+    $(prefix + "-summary").replaceChildren(fresh);
+    fillRows(prefix + "-events", (events || []).slice(-10).map(function (e) {
       return [[fmtTime(e.t)], [e.msg, "wrap"]];
     }), "no events", 2);
+  }
+  function applySwitchover(so) {
+    if (so) { applyPanel("so", so.phase === "idle", switchoverRows(so), so.events); }
+  }
+  function applyFailover(fo) {
+    if (fo && fo.state !== "off") { applyPanel("fo", !fo.last, failoverRows(fo), fo.last ? fo.last.events : []); }
   }
   function apply(d) {
     var state = $("state");
@@ -256,6 +276,7 @@ JS = r"""
     }), "no switches yet", 4);
     applyUplinks(d.uplinks || {});
     applySwitchover(d.switchover);
+    applyFailover(d.failover);
     fillRows("by-name", Object.keys(d.commands_by_name).slice(0, 12).map(function (k) {
       return [[k], [d.commands_by_name[k], "num"]];
     }), "no commands yet", 2);

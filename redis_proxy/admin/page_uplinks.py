@@ -135,22 +135,50 @@ def switchover_rows(so: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def switchover_panel(so: dict[str, Any]) -> str:
-    idle = so.get("phase") == "idle"
+def _event_panel(title: str, prefix: str, idle: bool, rows: list[tuple[str, str, str]], events: list[Any]) -> str:
+    """A summary table and the last events; the script's applyPanel fills the same ids."""
     summary = "".join(
         f'<tr><th scope="row">{escape(label)}</th><td class="{escape(cls)}">{escape(text)}</td></tr>'
-        for label, text, cls in switchover_rows(so)
+        for label, text, cls in rows
     )
-    events = "".join(
+    shown = "".join(
         f'<tr><td>{escape(_time(e.get("t")))}</td><td class="wrap">{escape(str(e.get("msg", "")))}</td></tr>'
-        for e in so.get("events", [])[-MAX_EVENTS_SHOWN:]
+        for e in events[-MAX_EVENTS_SHOWN:]
     ) or '<tr><td class="empty" colspan="2">no events</td></tr>'
     hidden_body, hidden_none = (" hidden", "") if idle else ("", " hidden")
     return (
-        '<section class="panel full"><h2>Switchover</h2>'
-        f'<p id="so-none" class="muted"{hidden_none}>none yet</p>'
-        f'<div id="so-body" class="so"{hidden_body}>'
-        f'<table class="kv"><tbody id="so-summary">{summary}</tbody></table>'
+        f'<section class="panel full"><h2>{escape(title)}</h2>'
+        f'<p id="{prefix}-none" class="muted"{hidden_none}>none yet</p>'
+        f'<div id="{prefix}-body" class="so"{hidden_body}>'
+        f'<table class="kv"><tbody id="{prefix}-summary">{summary}</tbody></table>'
         '<table><thead><tr><th>time</th><th>event (last 10)</th></tr></thead>'
-        f'<tbody id="so-events">{events}</tbody></table></div></section>'
+        f'<tbody id="{prefix}-events">{shown}</tbody></table></div></section>'
     )
+
+
+def switchover_panel(so: dict[str, Any]) -> str:
+    return _event_panel("Switchover", "so", so.get("phase") == "idle", switchover_rows(so), so.get("events", []))
+
+
+def failover_rows(fo: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(label, value, CSS class) of automatic failover's summary; the script's failoverRows builds the same."""
+    last = fo.get("last") or {}
+    result = last.get("result")
+    outcome = "running" if result is None else str(result) + (f": {last['error']}" if last.get("error") else "")
+    return [
+        ("state", str(fo.get("state")), "bad" if fo.get("state") in ("failing-over", "searching") else ""),
+        ("last failover", f"{last.get('from') or '?'} {ARROW} {last.get('to') or '?'}", ""),
+        ("why", str(last.get("reason") or DASH), "wrap"),
+        ("result", outcome, "good" if result == "done" else "muted" if result is None else "bad wrap"),
+        ("time to recover ms", DASH if last.get("recover_ms") is None else str(last["recover_ms"]), ""),
+        ("commands held / failed", f"{last.get('held_commands', 0)} / {last.get('failed_commands', 0)}", ""),
+        ("started", _time(last.get("started_at")), ""),
+    ]
+
+
+def failover_panel(fo: dict[str, Any]) -> str:
+    if fo.get("state", "off") == "off":
+        return ""  # not configured
+    last = fo.get("last")
+    events = last.get("events", []) if last else []
+    return _event_panel("Automatic failover", "fo", last is None, failover_rows(fo), events)

@@ -59,6 +59,7 @@ def info(proxy: Proxy) -> dict[str, Any]:
     data["commands_by_name"] = commands_by_name(proxy)
     data["uplinks"] = uplinks(proxy)
     data["switchover"] = switchover(proxy)
+    data["failover"] = failover(proxy)
     data["config"] = redacted(proxy.config)
     return data
 
@@ -79,6 +80,17 @@ def switchover(proxy: Proxy) -> dict[str, Any]:
     if data["error"]:
         data["error"] = scrub(proxy, data["error"])
     data["events"] = [{**event, "msg": scrub(proxy, str(event["msg"]))} for event in data["events"]]
+    return data
+
+
+def failover(proxy: Proxy) -> dict[str, Any]:
+    """Automatic failover's state and its last failover (events scrubbed: they quote servers' replies)."""
+    data = proxy.failover.status.to_json()
+    last = data["last"]
+    if last is not None:
+        last["reason"] = scrub(proxy, last["reason"])
+        last["error"] = scrub(proxy, last["error"]) if last["error"] else None
+        last["events"] = [{**event, "msg": scrub(proxy, str(event["msg"]))} for event in last["events"]]
     return data
 
 

@@ -348,7 +348,27 @@ class SessionCore(DecisionApplier):
         if self.state.subscribed and not self.queue:
             self._fail(f"ERR upstream unavailable: {reason}")
             return self._take_actions()
-        text = routing.error(f"ERR upstream unavailable: {reason}")
+        self._fail_queue(f"ERR upstream unavailable: {reason}")
+        return self._take_actions()
+
+    def uplink_unavailable(self) -> list[Action]:
+        """With automatic failover: the uplink could not be reached, and held commands wait for the next one.
+
+        The I/O layer tries again a little later (resume), and a failover's
+        release does too; the queue stays as it is meanwhile.
+        """
+        self.uplink = NO_UPLINK
+        self.ids.clear_uplink(self.proxy_id)
+        self.stats.uplink_failures += 1
+        return self._take_actions()
+
+    def fail_held(self, text: str) -> list[Action]:
+        """Every held command gets `text` as its error, in order (failover found no uplink in time)."""
+        self._fail_queue(text)
+        return self._take_actions()
+
+    def _fail_queue(self, text: str) -> None:
+        reply = routing.error(text)
         while self.queue:
             item = self.queue.popleft()
             if type(item) is HeldLocal:
@@ -357,12 +377,11 @@ class SessionCore(DecisionApplier):
             assert type(item) is Held
             self.held_bytes -= item.size
             self.stats.proxy_errors += 1
-            self._local(Local(text, After.NOTHING))
+            self._local(Local(reply, After.NOTHING))
         self._read_again_if_drained()
         if self.requests.unauthenticated:
             self._frame_after_auth()
         self._maybe_finish()
-        return self._take_actions()
 
     def uplink_lost(self, reason: str) -> list[Action]:
         """The server closed this client's uplink connection (CLIENT KILL, its timeout, a restart).
@@ -378,7 +397,7 @@ class SessionCore(DecisionApplier):
         self.uplink_id = None
         self.ids.clear_uplink(self.proxy_id)
         self.stats.uplink_failures += 1
-        if stale_and_idle and not self.streaming:
+        if (stale_and_idle and not self.streaming) or (self.limits.outlive_uplink and self._answer_lost()):
             self._retire_uplink()
             self._after_retire()
             return self._take_actions()

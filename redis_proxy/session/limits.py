@@ -21,6 +21,12 @@ class ClientLimits:
     query_buffer: int = 1024 * 1024 * 1024  # client_query_buffer_limit, as Redis's default
     idle_timeout: float = 0.0  # client_idle_timeout_s; 0: never
     keepalive: int = 300  # tcp_keepalive_s; 0: off
+    # With automatic failover: a client whose uplink connection is lost stays,
+    # its commands in flight answered with an error, instead of being closed;
+    # and commands that find the uplink unreachable wait this long (failover's
+    # max_hold_ms) for the next one instead of failing at once.
+    outlive_uplink: bool = False
+    unreachable_wait: float = 0.0
 
 
 def admits(connections: int, limits: ClientLimits) -> bool:

@@ -36,6 +36,7 @@ from redis_proxy.uplink import ReadyUplink, UplinkConnection, UplinkError, auth_
 log = logging.getLogger("redis_proxy")
 
 CONNECT_TIMEOUT = 10.0
+CONNECT_RETRY_S = 0.1  # failover: how soon a session whose uplink was unreachable tries again
 # An unreachable uplink fails every client's every attempt: one line per
 # interval (with a count) says so without flooding the log.
 _uplink_failures_log = peer_events
@@ -58,6 +59,7 @@ class SessionContext(Protocol):
     def passthrough_auth(self) -> bool: ...  # listen.auth "passthrough"
     @property
     def client_limits(self) -> ClientLimits: ...
+    def uplink_trouble(self) -> None: ...  # a client's uplink connection was lost or refused: failover checks now
     def client_count(self) -> int: ...
     def uplink_settings(self) -> tuple[UplinkConfig, ssl.SSLContext | None]: ...
 
@@ -76,6 +78,7 @@ class ClientSession(asyncio.Protocol):
         self.uplink: UplinkConnection | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._prepared: PreparedUplink | None = None  # a connection to the next uplink, opened ahead of a switch
+        self._unreachable_since: float | None = None  # failover: held commands wait for the next uplink since
         self._timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._client_paused = False  # the client's write buffer is full: the uplink is not read
@@ -122,6 +125,9 @@ class ClientSession(asyncio.Protocol):
         )
         self._prepared = PreparedUplink(uplink, state, task)
         return task
+
+    def fail_held(self, reason: str) -> None:
+        self._perform(self.core.fail_held(reason))
 
     def discard_prepared(self) -> None:
         if self._prepared is not None:
@@ -215,6 +221,7 @@ class ClientSession(asyncio.Protocol):
         self.uplink = None
         reason = f"{exc}" if exc else "the uplink closed the connection"
         _uplink_failures_log.info("lost", "client %s: uplink connection lost (%s)", self.peer, reason)
+        self.context.uplink_trouble()
         self._resume_reading("uplink")
         self._perform(self.core.uplink_lost(reason))
 
@@ -331,12 +338,17 @@ class ClientSession(asyncio.Protocol):
         except UplinkError as exc:
             self._connect_task = None
             _uplink_failures_log.warning("connect", "client %s: %s", self.peer, exc)
+            self.context.uplink_trouble()
+            if self._wait_for_failover():
+                return
+            self._unreachable_since = None
             self._perform(self.core.uplink_failed(str(exc)))
             return
         except asyncio.CancelledError:
             self._connect_task = None
             raise
         self._connect_task = None
+        self._unreachable_since = None
         uplink = ready.connection
         if self.core.closing:
             uplink.close()
@@ -362,6 +374,29 @@ class ClientSession(asyncio.Protocol):
         for data in (ready.leftover, *unclaimed):
             if data and self.uplink is uplink:
                 self.uplink_data(data)
+
+    def _wait_for_failover(self) -> bool:
+        """With automatic failover, held commands wait (bounded) for the next uplink instead of failing now.
+
+        The failover monitor was just told; if it declares the uplink down,
+        its release resumes this session on the new one. Meanwhile the
+        session tries again every CONNECT_RETRY_S (a blip, not a failure).
+        """
+        wait = self.limits.unreachable_wait
+        if not wait:
+            return False
+        now = self.loop.time()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        elif now - self._unreachable_since >= wait:
+            return False
+        self._perform(self.core.uplink_unavailable())
+        self.loop.call_later(CONNECT_RETRY_S, self._retry_connect)
+        return True
+
+    def _retry_connect(self) -> None:
+        if self.transport is not None and not self.core.closing:
+            self._perform(self.core.resume())
 
     def _take_prepared(self, config: UplinkConfig) -> ReadyUplink | None:
         prepared, self._prepared = self._prepared, None

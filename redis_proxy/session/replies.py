@@ -31,6 +31,7 @@ from redis_proxy.uplink import SessionState
 # Replies to a monitoring client's own commands (PING, CLIENT ..., errors)
 # never start with a timestamp.
 MONITOR_LINE = re.compile(rb"\d+\.\d+ \[")
+LOST_IN_FLIGHT = "ERR the uplink connection was lost while this command was in flight: its outcome is unknown (the proxy is failing over)"
 
 
 class ReplyAccounting:
@@ -441,6 +442,40 @@ class ReplyAccounting:
         if deadline is not None:
             self.timer = deadline
             self.actions.append(SetTimer(deadline))
+
+    # -- the uplink lost, the client kept (automatic failover) -------------------------------------
+
+    def _answer_lost(self) -> bool:
+        """Answer what the lost uplink connection owed with errors, if the client can carry on; False if not.
+
+        It can when the stream is between replies and nothing owed changes
+        the session's state: plain commands (their outcome is unknown, and
+        the error says so) and the proxy's own replies. A transaction,
+        pub/sub, MONITOR, tracking, an unblocking in progress or a command
+        with an effect (SELECT, HELLO...) would leave the client believing
+        something the next server does not know: such a client is closed.
+        """
+        if (
+            self.replies.in_reply() or self.partial is not None or self.unblocking is not None
+            or self.in_multi or self.watching or self.unsettled or self.monitor_cut
+            or self.state.subscribed or self.state.tracking is not None or self.nonshard or self.shard
+            or any(type(entry) not in (Plain, Local, Blocking) for entry in self.pending)
+        ):
+            return False
+        entries = list(self.pending)
+        head_left = self.left
+        self._settle()
+        self._special(-self.specials)
+        text = error(LOST_IN_FLIGHT)
+        for index, entry in enumerate(entries):
+            if type(entry) is Local:
+                self._emit(entry)
+                continue
+            count = head_left if index == 0 else owed(entry)
+            self.stats.proxy_errors += count
+            self.actions.append(WriteClient(text * count))
+            self.stats.bytes_to_clients += len(text) * count
+        return True
 
     # -- ending ------------------------------------------------------------------------------------
 

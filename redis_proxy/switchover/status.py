@@ -10,12 +10,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis_proxy.events import Events
+
 log = logging.getLogger("redis_proxy")
 
 # The phases in order. "idle": none has run since the proxy started.
 PHASES = ("idle", "preflight", "replicate", "catch-up", "promote", "switch")
 RESULTS = ("done", "failed", "aborted")
-MAX_EVENTS = 200  # a long sync reports progress; the first and last events are what matter
 
 
 @dataclass
@@ -32,7 +33,7 @@ class SwitchoverStatus:
     attempt: int = 0  # catch-up attempts so far (1 + retries at most)
     sync_total_bytes: int = 0  # the target's full sync, for a progress bar (0: none in progress)
     sync_read_bytes: int = 0
-    events: list[dict[str, Any]] = field(default_factory=list)
+    _events: Events | None = field(default=None, repr=False)
 
     @property
     def running(self) -> bool:
@@ -40,10 +41,13 @@ class SwitchoverStatus:
 
     def event(self, msg: str, level: int = logging.INFO) -> None:
         """Record an event (wall-clock time) and log it."""
-        self.events.append({"t": round(time.time(), 3), "msg": msg})
-        if len(self.events) > MAX_EVENTS:
-            del self.events[10]  # keep the first ones: what was checked and decided
-        log.log(level, "switchover %s -> %s: %s", self.source, self.target, msg)
+        if self._events is None:
+            self._events = Events(f"switchover {self.source} -> {self.target}")
+        self._events.add(msg, level)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return self._events.to_json() if self._events is not None else []
 
     def enter(self, phase: str) -> None:
         assert phase in PHASES
@@ -74,5 +78,5 @@ class SwitchoverStatus:
             "attempt": self.attempt,
             "sync_total_bytes": self.sync_total_bytes,
             "sync_read_bytes": self.sync_read_bytes,
-            "events": list(self.events),
+            "events": self.events,
         }
