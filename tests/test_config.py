@@ -616,3 +616,18 @@ def test_named_uplink_files_resolve_against_the_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(path))
     assert info.value.problems == [f"uplinks.b.cacertfile: cannot read {tmp_path / 'ca.pem'}: No such file or directory"]
+
+
+def test_failover_candidates_and_scripts_are_checked(tmp_path: Path) -> None:
+    data = named(failover={"candidates": ["b", "c"]})
+    assert problems_of(data) == ["failover.candidates: no uplink named 'c' (known: a, b)"]
+    assert problems_of(named(failover={"candidates": []})) == ["failover.candidates: name at least one entry of uplinks"]
+    script = tmp_path / "check.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(named(failover={"candidates": ["b"], "check_script": "check.sh"})))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.problems == [f"failover.check_script: {script} is not an executable file"]
+    script.chmod(0o755)
+    assert load_config(str(path)).failover.check_script == str(script)  # type: ignore[union-attr]

@@ -151,3 +151,17 @@ def test_no_candidate_fails_held_commands_then_recovers(redis_factory: Factory, 
     wait_until(lambda: admin.info()["uplink_name"] == "r", timeout=10)
     assert client.get("k") == b"1"
     assert admin.info()["failover"]["last"]["failed_commands"] >= 1
+
+
+def test_the_status_page_shows_the_last_failover(redis_factory: Factory, proxy_factory: Factory) -> None:
+    primary, spare = redis_factory(), redis_factory()
+    proxy: ProxyProcess = proxy_factory(failover_config({"p": primary, "s": spare}, "p", candidates=["s"]))
+    admin = AdminClient(proxy)
+    page = admin.get("/").text
+    assert "Automatic failover" in page and "none yet" in page
+    primary.kill()
+    wait_until(lambda: admin.info()["uplink_name"] == "s", timeout=20)
+    page = admin.get("/").text
+    assert "the active uplink p is down" in page and "p \u2192 s" in page
+    metrics = admin.get("/metrics").text
+    assert 'redis_proxy_failovers_total{result="done"} 1.0' in metrics
