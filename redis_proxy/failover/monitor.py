@@ -132,7 +132,11 @@ class FailoverMonitor:
                     self.status.down_since = time.time()
                     log.warning("failover: the active uplink %s does not answer: %s", self.proxy.config.uplink.addr, problem)
                 refused = woken and await port_refuses(self.proxy.config.uplink)
-                if refused or (now - last_good) * 1000 >= settings.down_after_ms:
+                if self.proxy.controller.switchover_running is not None:
+                    # A switchover (or a Sentinel-led switch) owns the hold; it fails on a dead
+                    # source and rolls back, and the next check here takes over.
+                    pass
+                elif refused or (now - last_good) * 1000 >= settings.down_after_ms:
                     why = "its port refuses connections" if refused else f"no good answer for {settings.down_after_ms} ms"
                     await self._fail_over(settings, f"{problem} ({why})")
                     last_good, woken = time.monotonic(), False
