@@ -218,7 +218,11 @@ class Controller:
             if session.in_txn:
                 session.end_for_time_limit("transaction still open after read_time_limit_ms while pausing")
 
-    def _resume(self) -> None:
+    def _resume(self, ending_failover: bool = False) -> None:
+        if self.state == FAILING_OVER and not ending_failover:
+            # Only the failover ends its own hold: a reload's or a pause's way out must not
+            # send held commands to the dead uplink.
+            return
         if self._txn_timer is not None:
             self._txn_timer.cancel()
             self._txn_timer = None
@@ -473,7 +477,7 @@ class Controller:
             self._set_state(PAUSING)
             self.check_idle()
         else:
-            self._resume()
+            self._resume(ending_failover=True)
 
     # -- connections opened ahead of a switch -------------------------------------
 

@@ -58,8 +58,9 @@ class Stats:
     # Finished switchovers by result ("done", "failed", "aborted"): every key
     # is there from the start, so metrics show a 0 rather than no series.
     switchovers: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
-    # Automatic failovers by result ("done"; "failed": the proxy stopped before one was found).
-    failovers: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0})
+    # Automatic failovers by result: "done" (switched), "recovered" (the uplink came back while
+    # searching, no switch), "failed" (the switch failed, or the proxy stopped first).
+    failovers: dict[str, int] = field(default_factory=lambda: {"done": 0, "recovered": 0, "failed": 0})
     failover_commands_held: int = 0  # held while failing over, then sent to the new uplink
     failover_commands_failed: int = 0  # held while failing over, then failed (no candidate within max_hold_ms)
     # Time from a batch's forwarding to its last reply (the whole round trip through Redis).

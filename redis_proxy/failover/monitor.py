@@ -111,6 +111,17 @@ class FailoverMonitor:
     # -- watching --------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not silently end failover for the life of the process
+                log.exception("failover: the monitor failed; restarting it in 1 s")
+                self.status.state = "watching" if self.proxy.config.failover is not None else "off"
+                await asyncio.sleep(1.0)
+
+    async def _watch(self) -> None:
         last_good = time.monotonic()
         woken = False
         while not self._stopping:
@@ -156,7 +167,10 @@ class FailoverMonitor:
         uplink = self.proxy.config.uplink
         if self._client_for != uplink:
             await self._close_client()
-            self._client = control_client(uplink, timeout=settings.down_after_ms / 1000)
+            try:
+                self._client = control_client(uplink, timeout=settings.down_after_ms / 1000)
+            except ControlPlaneError as exc:
+                return f"cannot be checked: {exc}"
             self._client_for = uplink
         try:
             await bounded(call(self._client, uplink.addr, "PING"), settings.check_interval_ms / 1000 + 0.5)
@@ -184,18 +198,22 @@ class FailoverMonitor:
         self.status.state = "failing-over"
         record.event(f"the active uplink {source} is down: {reason}", logging.ERROR)
         started = time.monotonic()
+        dead = proxy.config.uplink
         controller.begin_failover()
+        # While commands are held, nothing else may switch, reload or pause: the failover owns the hold.
         controller.switchover_running = "an automatic failover"
         hold_deadline = started + settings.max_hold_ms / 1000
         backoff = FIRST_BACKOFF_S
         try:
             while not self._stopping:
-                chosen = await self._choose(settings, record)
+                chosen = await self._choose(settings, record, hold_deadline)
                 if chosen is not None:
                     await self._switch(settings, record, started, *chosen)
                     return
                 if self.status.state == "failing-over" and time.monotonic() >= hold_deadline:
                     self._give_up_holding(record, settings)
+                if self.status.state == "searching" and await self._search_over(record, dead, settings):
+                    return
                 wait = backoff
                 if self.status.state == "failing-over":
                     wait = min(wait, max(0.0, hold_deadline - time.monotonic()))
@@ -210,6 +228,22 @@ class FailoverMonitor:
                 proxy.stats.failovers["failed"] += 1
             self.status.state = "watching"
 
+    async def _search_over(self, record: FailoverRecord, dead: UplinkConfig, settings: FailoverConfig) -> bool:
+        """While searching (nothing held): has the dead uplink come back, or did an operator switch meanwhile?"""
+        if self.proxy.config.uplink != dead:
+            record.result, record.ended_at = "done", time.time()
+            record.error = f"ended: the uplink was switched to {self.proxy.config.uplink_name or self.proxy.config.uplink.addr} meanwhile"
+            record.event(record.error)
+            self.proxy.stats.failovers["done"] += 1
+            return True
+        if await self._check(settings) is None:
+            record.result, record.ended_at = "recovered", time.time()
+            record.error = f"ended: {record.source} answers again; no switch"
+            record.event(record.error, logging.WARNING)
+            self.proxy.stats.failovers["recovered"] = self.proxy.stats.failovers.get("recovered", 0) + 1
+            return True
+        return False
+
     def _give_up_holding(self, record: FailoverRecord, settings: FailoverConfig) -> None:
         """max_hold_ms is over: every held command gets an error; new ones go to the dead uplink and fail fast."""
         reason = f"ERR failover: no usable uplink among {', '.join(settings.candidates)} within max_hold_ms={settings.max_hold_ms}"
@@ -220,19 +254,30 @@ class FailoverMonitor:
         record.failed_commands += failed
         self.proxy.stats.failover_commands_failed += failed
         self.proxy.controller.end_failover()
+        # Nothing is held any more: operators may switch, switch over or reload while the search goes on.
+        self.proxy.controller.switchover_running = None
         self.status.state = "searching"
         record.event(f"no candidate within max_hold_ms: {failed} held command(s) failed; still trying", logging.ERROR)
 
-    async def _choose(self, settings: FailoverConfig, record: FailoverRecord) -> tuple[str, Config, ssl.SSLContext | None] | None:
-        """The first candidate that passes every check (promoted if asked), or None."""
+    async def _choose(
+        self, settings: FailoverConfig, record: FailoverRecord, hold_deadline: float
+    ) -> tuple[str, Config, ssl.SSLContext | None] | None:
+        """The first candidate that passes every check (promoted if asked), or None.
+
+        Held commands fail as soon as the hold's deadline passes, even in the
+        middle of a round: the round goes on, without them.
+        """
         config = self.proxy.config
         timeout = settings.check_interval_ms / 1000 + 1.0
         for name in settings.candidates:
+            if self.status.state == "failing-over" and time.monotonic() >= hold_deadline:
+                self._give_up_holding(record, settings)
             if name == config.uplink_name or name not in config.uplinks:
                 continue
             section = config.uplinks[name]
-            server = Server(name, section)
+            server: Server | None = None
             try:
+                server = Server(name, section)
                 repl = await bounded(server.replication(), timeout)
                 await bounded(server.call("PING"), timeout)
                 if settings.check_script:
@@ -240,21 +285,24 @@ class FailoverMonitor:
                     if not result.ok:
                         record.event(f"candidate {name}: check script refused it ({result.describe()})", logging.WARNING)
                         continue
+                if not repl.is_master and not settings.promote:
+                    record.event(f"candidate {name}: a replica, and promote is false", logging.WARNING)
+                    continue
+                new = config.with_uplink(name)
+                # Checked as the proxy will use it before anything is changed on it: a candidate refused
+                # after its promotion would be left an orphan master.
+                uplink_ssl = await self.proxy.controller.check_target(new, name, replica_ok=True)
                 if not repl.is_master:
-                    if not settings.promote:
-                        record.event(f"candidate {name}: a replica, and promote is false", logging.WARNING)
-                        continue
                     await bounded(server.promote(), timeout)
                     record.event(f"candidate {name} promoted to master (REPLICAOF NO ONE)")
-                new = config.with_uplink(name)
-                uplink_ssl = await self.proxy.controller.check_target(new, name)
                 return name, new, uplink_ssl
             except _TimedOut:
                 record.event(f"candidate {name}: no answer within {timeout:g} s", logging.WARNING)
             except (ControlPlaneError, ControlError) as exc:
                 record.event(f"candidate {name}: {exc}", logging.WARNING)
             finally:
-                await server.close()
+                if server is not None:
+                    await server.close()
         return None
 
     async def _switch(
@@ -272,8 +320,13 @@ class FailoverMonitor:
         try:
             controller.switch_sessions(new, uplink_ssl, "failover")  # releases clients itself if it fails
         except ControlError as exc:
-            record.event(f"switching to {name} failed: {exc}", logging.ERROR)
+            record.result, record.error, record.ended_at = "failed", f"switching to {name} failed: {exc}", time.time()
+            proxy.stats.failovers["failed"] += 1
+            record.event(record.error, logging.ERROR)
             return
+        # Replies the dead (or stalled) uplink still owes will not come: answer them as lost now.
+        for session in list(proxy.sessions):
+            session.abandon_stale_uplink(f"failover to {name}: the old uplink is down")
         if self.status.state == "failing-over":
             controller.release(controller.paused_since or started, old_addr, new)
             record.held_commands = held

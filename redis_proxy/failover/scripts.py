@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from dataclasses import dataclass
 
 OUTPUT_LIMIT = 400  # characters of a script's output kept for the events
@@ -29,16 +31,19 @@ class ScriptResult:
 async def run_script(path: str, argument: str, timeout: float) -> ScriptResult:
     """Run `path argument`; kill it after `timeout` seconds. Never raises for the script's own failures."""
     try:
+        # Its own process group: a timeout kills whatever it started too (a child keeping
+        # the output pipe open would otherwise keep us waiting).
         process = await asyncio.create_subprocess_exec(
-            path, argument, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            path, argument, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         )
     except OSError as exc:
         return ScriptResult(None, "", f"could not run {path}: {exc.strerror or exc}")
     try:
         out, _ = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
         return ScriptResult(None, "", f"{path} ran longer than {timeout:g} s and was killed")
     text = out.decode(errors="replace").strip()

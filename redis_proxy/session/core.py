@@ -363,9 +363,27 @@ class SessionCore(DecisionApplier):
         return self._take_actions()
 
     def fail_held(self, text: str) -> list[Action]:
-        """Every held command gets `text` as its error, in order (failover found no uplink in time)."""
-        self._fail_queue(text)
+        """Every held command gets `text` as its error, in order (failover found no uplink in time).
+
+        Inside a transaction that would answer queued commands while the
+        server's MULTI goes on, and EXEC would run part of it: the client is
+        closed instead, as for a lost connection.
+        """
+        if self.queue and (self.in_multi or self.watching):
+            self._fail(None, "failover: commands held inside a transaction could not be sent")
+        else:
+            self._fail_queue(text)
         return self._take_actions()
+
+    @property
+    def waits_for_uplink(self) -> bool:
+        """Held commands wait for an uplink, and nothing else needs one (failover may hold them instead of failing them)."""
+        state = self.state
+        return bool(self.queue) and not (state.subscribed or state.monitor or state.tracking is not None)
+
+    def stale_with_pending(self) -> bool:
+        """Still owed replies on a connection to an uplink the proxy has left (a failover's dead one)."""
+        return self.uplink == READY and self._uplink_stale() and not self._stream_idle()
 
     def _fail_queue(self, text: str) -> None:
         reply = routing.error(text)
@@ -397,9 +415,15 @@ class SessionCore(DecisionApplier):
         self.uplink_id = None
         self.ids.clear_uplink(self.proxy_id)
         self.stats.uplink_failures += 1
-        if (stale_and_idle and not self.streaming) or (self.limits.outlive_uplink and self._answer_lost()):
+        if stale_and_idle and not self.streaming:
             self._retire_uplink()
             self._after_retire()
+            return self._take_actions()
+        if self.limits.outlive_uplink and not self.streaming and self._answer_lost():
+            self._retire_uplink()
+            self._after_retire()
+            if self.eof:
+                self._maybe_finish()  # a half-closed client had only these to wait for
             return self._take_actions()
         # Logged once per interval for all clients by the I/O layer.
         self._close(f"uplink connection lost ({reason})", logging.DEBUG)

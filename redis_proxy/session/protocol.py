@@ -126,6 +126,18 @@ class ClientSession(asyncio.Protocol):
         self._prepared = PreparedUplink(uplink, state, task)
         return task
 
+    def abandon_stale_uplink(self, reason: str) -> None:
+        """After a failover's switch: replies still owed by the old uplink will not come (it is dead or
+        stalled); answer them as lost (or close the client) instead of waiting at a reply boundary forever."""
+        uplink = self.uplink
+        if uplink is None or not self.core.stale_with_pending():
+            return
+        self.uplink = None
+        uplink.sink = None
+        uplink.abort()
+        self._resume_reading("uplink")
+        self._perform(self.core.uplink_lost(reason))
+
     def fail_held(self, reason: str) -> None:
         self._perform(self.core.fail_held(reason))
 
@@ -383,8 +395,8 @@ class ClientSession(asyncio.Protocol):
         session tries again every CONNECT_RETRY_S (a blip, not a failure).
         """
         wait = self.limits.unreachable_wait
-        if not wait:
-            return False
+        if not wait or not self.core.waits_for_uplink:
+            return False  # subscribers, MONITOR, tracking: closed as before, and they reconnect themselves
         now = self.loop.time()
         if self._unreachable_since is None:
             self._unreachable_since = now

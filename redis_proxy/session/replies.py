@@ -31,7 +31,7 @@ from redis_proxy.uplink import SessionState
 # Replies to a monitoring client's own commands (PING, CLIENT ..., errors)
 # never start with a timestamp.
 MONITOR_LINE = re.compile(rb"\d+\.\d+ \[")
-LOST_IN_FLIGHT = "ERR the uplink connection was lost while this command was in flight: its outcome is unknown (the proxy is failing over)"
+LOST_IN_FLIGHT = "ERR the uplink connection was lost while this command was in flight: its outcome is unknown"
 
 
 class ReplyAccounting:
@@ -465,7 +465,8 @@ class ReplyAccounting:
         entries = list(self.pending)
         head_left = self.left
         self._settle()
-        self._special(-self.specials)
+        # Only the Local entries' marks go: a RESP3 session's mark for pushes stays with it.
+        self._special(-sum(1 for entry in entries if type(entry) is Local))
         text = error(LOST_IN_FLIGHT)
         for index, entry in enumerate(entries):
             if type(entry) is Local:
