@@ -39,6 +39,7 @@ log = logging.getLogger("redis_proxy")
 
 RESULTS = ("switched", "aborted", "expired", "refused")
 CHECK_RETRY_S = 0.05  # the new master may not report role master yet: ask again this often, within the hold
+UNHELD_CHECK_S = 1.0  # ...and for this long when clients are not held (the loop must not stall on a bad answer)
 REFUSED_PAUSE_S = 5.0  # a master that failed its check is not tried again on sentinels' answers before this
 
 
@@ -188,6 +189,10 @@ class SentinelFollower:
             controller.switchover_running = None
             log.warning("%s: clients not held: %s", why, exc)
             return None
+        except asyncio.CancelledError:  # the proxy stops: the pause begun here is nobody else's
+            controller.switchover_running = None
+            controller.release_hold()
+            raise
 
     async def _follow(self, addr: str, trigger: str, epoch: int | None = None) -> None:
         """Switch to the master at `addr` (checked first), holding clients for the switch; release in any case."""
@@ -222,7 +227,8 @@ class SentinelFollower:
     async def _switch(self, addr: str, trigger: str, deadline: float) -> None:
         name = self.settings.master_name
         new = with_master(self.proxy.config, addr)
-        uplink_ssl = await self._checked(new, addr, deadline)
+        holding = self.hold is not None
+        uplink_ssl = await self._checked(new, addr, deadline if holding else min(deadline, time.monotonic() + UNHELD_CHECK_S))
         controller = self.proxy.controller
         why = f"Sentinel failover of {name} to {addr}"
         if self.hold is None:
@@ -272,11 +278,12 @@ class SentinelFollower:
             return
         self._release()
         self._record(result, self.master, to_addr, held, trigger, reason)
-        level = logging.INFO if result == "switched" else logging.WARNING
-        log.log(
-            level, "Sentinel failover of %s: %s (%s)%s; clients held %.1f ms, on %s",
-            self.settings.master_name, result, trigger, f": {reason}" if reason else "", held, self.master,
-        )
+        args = (self.settings.master_name, result, trigger, f": {reason}" if reason else "", held, self.master)
+        msg = "Sentinel failover of %s: %s (%s)%s; clients held %.1f ms, on %s"
+        if result == "refused":  # a master named again and again by sentinels' answers: a line now and then
+            self._log.warning("refused", msg, *args)
+        else:
+            log.log(logging.INFO if result == "switched" else logging.WARNING, msg, *args)
 
     def _release(self) -> None:
         controller = self.proxy.controller

@@ -75,6 +75,11 @@ def test_sentinel_failover_under_load_holds_commands(sentinel_setup: Setup, prox
     assert len(sentinel_state(admin)["failovers"]) == 1
     log = proxy.log()
     assert "+selected-slave" in log and "+promoted-slave" in log
+    # The file still names the old master: a reload keeps the one Sentinel named, and cannot change sentinel.
+    assert admin.ok("reload")["switched"] is False and admin.info()["uplink"] == setup.replica.addr
+    proxy.rewrite_config({**proxy.config, "sentinel": setup.sentinel_section(max_hold_ms=5000)})
+    response = admin.cmd("reload")
+    assert response.status_code == 409 and "sentinel cannot be added, removed or changed on reload" in response.json()["error"]
     print(
         f"\n[sentinel failover] held_ms={last['held_ms']} ({last['trigger']}),"
         f" longest client wait {load.max_latency_ms:.1f} ms, {sum(load.marks())} INCRs"
@@ -184,3 +189,20 @@ def test_a_sentinel_that_was_down_is_followed_again_and_the_missed_failover_caug
     assert sentinel_state(admin)["sentinels"][0]["connected"]
     client = proxy.client()
     assert client.incr("after") == 1 and setup.replica.client().get("after") == b"1"
+
+
+def test_a_dead_master_is_replaced_by_the_one_sentinel_promotes(sentinel_setup: Setup, proxy_factory: Factory, admins: Admins) -> None:
+    """A real failure: commands fail while the master is down, until Sentinel fails over; then the proxy is on the new one."""
+    setup = sentinel_setup
+    proxy, admin = start_proxy(proxy_factory, admins, setup)
+    wait_until(lambda: all(s["connected"] for s in sentinel_state(admin)["sentinels"]))
+    client = proxy.client(socket_timeout=20)
+    assert client.set("before", "1")
+    wait_until(lambda: setup.replica.client().get("before") == b"1")
+    setup.master.kill()
+    # down-after-milliseconds (1 s), then the sentinels agree and elect a leader.
+    wait_until(lambda: admin.info()["uplink"] == setup.replica.addr, timeout=60, interval=0.1, message="followed the failover")
+    assert client.get("before") == b"1" and client.set("after", "2")
+    last = sentinel_state(admin)["last_failover"]
+    assert last["result"] == "switched" and last["to_addr"] == setup.replica.addr
+    print(f"\n[sentinel, master killed] held_ms={last['held_ms']} ({last['trigger']})")
