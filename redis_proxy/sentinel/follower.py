@@ -1,7 +1,7 @@
 """Following Sentinel's failovers: hold clients while the master changes, then switch them to the new one.
 
 The leader sentinel publishes +selected-slave (and
-+failover-state-send-slaveof-noone) one timer tick, about 100 ms, before it
++failover-state-send-slaveof-noone) one timer tick (50-100 ms) before it
 sends REPLICAOF NO ONE to the chosen replica: the proxy pauses then, so no
 write reaches the old master once the replica stops replicating it.
 +promoted-slave is the leader's commit point (the replica reports role master

@@ -29,9 +29,9 @@ class SentinelServer(RedisServer):
     written only once per port: a restart keeps what it learnt.
     """
 
-    def __init__(self, master: RedisServer) -> None:
-        super().__init__()
-        self.master = master
+    def __init__(self, master: RedisServer, quorum: int = 2, extra_conf: str = "", password: str | None = None) -> None:
+        super().__init__(password=password)  # the password the helper's clients use
+        self.master, self.quorum, self.extra_conf = master, quorum, extra_conf
         self.conf = self.directory / "sentinel.conf"
         self._written_for: int | None = None
 
@@ -39,10 +39,10 @@ class SentinelServer(RedisServer):
         if self._written_for != self.port:  # first start, or a new port after a lost race for the last one
             self.conf.write_text(
                 f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\nlogfile \"\"\n"
-                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} {self.quorum}\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
                 f"sentinel failover-timeout {MASTER_NAME} 10000\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n{self.extra_conf}"
             )
             self._written_for = self.port
         binary = redis_server_binary()
