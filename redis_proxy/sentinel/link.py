@@ -108,7 +108,8 @@ class Link:
         try:
             await pubsub.subscribe(*CHANNELS)
             await pubsub.psubscribe(*PATTERNS)
-            # Subscribed before asking: a failover that ends between the two is seen one way or the other.
+            # Subscribed, then asked (and asked again every second): a failover that ends meanwhile is
+            # seen by the answer or by the events, whichever the sentinel gives first.
             self._answer(await ask_master(client, name))
             self._up()
             next_ask = loop.time() + RECHECK_S
