@@ -21,6 +21,8 @@ from redis_proxy import __version__
 from redis_proxy.config import LISTENERS, Config, ConfigError, load_config, parse_tcp_addr
 from redis_proxy.logs import FORMATS, LEVELS, setup_logging
 from redis_proxy.pidfile import PidFileError, check_pidfile
+from redis_proxy.sentinel.events import MasterState
+from redis_proxy.sentinel.query import SentinelUnavailable, ask_all, resolve_master, with_master
 from redis_proxy.server import listener_tls, run
 from redis_proxy.tls import uplink_context
 from redis_proxy.uplink import UplinkError, UplinkUnreachable, check_uplink
@@ -86,6 +88,11 @@ async def _check(config: Config) -> int:
                     " otherwise starting it would fail)",
                     file=sys.stderr,
                 )
+        if config.sentinel is not None:
+            master = _print_sentinels(config, await ask_all(config.sentinel))
+            if master is None:
+                return EXIT_UPLINK
+            config = with_master(config, master)
         uplink_ssl = uplink_context(config.uplink)
         print(f"ok: {await check_uplink(config.uplink, uplink_ssl)}")
     except ConfigError as exc:
@@ -96,6 +103,24 @@ async def _check(config: Config) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UPLINK
     return 0
+
+
+def _print_sentinels(config: Config, answers: list[tuple[str, Any]]) -> str | None:
+    """Each sentinel's answer; the master's address as the proxy would take it (the first answer), or None."""
+    assert config.sentinel is not None
+    name = config.sentinel.master_name
+    masters = [(addr, answer) for addr, answer in answers if isinstance(answer, MasterState)]
+    for addr, answer in answers:
+        if isinstance(answer, MasterState):
+            print(f"ok: sentinel {addr} says master {name} is at {answer.addr} (config epoch {answer.epoch})")
+        else:
+            print(f"warning: {answer}", file=sys.stderr)
+    if not masters:
+        print(f"error: no sentinel told where master {name} is", file=sys.stderr)
+        return None
+    if len({answer.addr for _, answer in masters}) > 1:
+        print("warning: the sentinels disagree (a failover in progress?); the proxy follows the newest config epoch", file=sys.stderr)
+    return masters[0][1].addr
 
 
 def _tcp_listeners(config: Config) -> list[tuple[str, str]]:
@@ -129,6 +154,22 @@ def _probe_bind(name: str, addr: str) -> bool:
 
 async def _start(config: Config, path: str, without_uplink: bool, pidfile: str | None) -> int:
     """Refuse to start against an uplink that cannot be used (unless told to wait for it); then serve."""
+    sentinel_master: MasterState | None = None
+    if config.sentinel is not None:
+        # Before anything else: the file's uplink.addr may be a master Sentinel has replaced since.
+        try:
+            sentinel_master, told_by = await resolve_master(config.sentinel)
+        except SentinelUnavailable as exc:
+            if not without_uplink:
+                log.error("%s", exc)
+                return EXIT_UPLINK
+            log.warning("%s; starting on uplink.addr %s until a sentinel answers (--start-without-uplink)", exc, config.uplink.addr)
+        else:
+            log.info(
+                "sentinel %s: master %s is at %s (config epoch %s)",
+                told_by, config.sentinel.master_name, sentinel_master.addr, sentinel_master.epoch,
+            )
+            config = with_master(config, sentinel_master.addr)
     try:
         await check_uplink(config.uplink, uplink_context(config.uplink))
     except ConfigError as exc:
@@ -147,7 +188,7 @@ async def _start(config: Config, path: str, without_uplink: bool, pidfile: str |
     except UplinkError as exc:
         log.error("%s", exc)
         return EXIT_UPLINK
-    return await run(config, path, pidfile=pidfile)
+    return await run(config, path, pidfile=pidfile, sentinel_master=sentinel_master)
 
 
 SUBCOMMANDS = ("switchover", "demo")

@@ -261,6 +261,45 @@ class FailoverConfig(_Section):
         if not self.candidates:
             return [("candidates", "name at least one entry of uplinks")]
         return []
+class SentinelConfig(_Section):
+    """Redis Sentinel tells which server is the master: the sentinels to ask, and how to connect to them.
+
+    Credentials and TLS here are the sentinels' own; the Redis servers' come
+    from the `uplink` section, whose addr Sentinel's answer replaces.
+    """
+
+    addrs: list[str]
+    master_name: str
+    password: OptStr = Field(default=None, alias="pass", repr=False)
+    user: OptStr = None
+    tls: bool = False
+    cacertfile: OptStr = None
+    skipverify: bool = False
+    certfile: OptStr = None
+    keyfile: OptStr = None
+    max_hold_ms: int = Field(default=10000, ge=1)  # clients are never held longer by a Sentinel failover
+
+    def _rule_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if not self.addrs:
+            problems.append(("addrs", "list at least one sentinel (host:port)"))
+        for index, addr in enumerate(self.addrs):
+            problem = _addr_problem(addr, "tcp", allow_port_zero=False)
+            if problem:
+                problems.append((f"addrs.{index}", problem))
+            elif addr in self.addrs[:index]:
+                problems.append((f"addrs.{index}", f"{addr} is listed twice"))
+        if not self.master_name or any(c.isspace() for c in self.master_name):
+            problems.append(("master_name", "the name Sentinel monitors the master under (no spaces)"))
+        if bool(self.certfile) != bool(self.keyfile):
+            problems.append(("certfile", "certfile and keyfile go together"))
+        if self.certfile and not self.tls:
+            problems.append(("certfile", "a client certificate needs tls: true"))
+        if self.tls and not self.skipverify and not self.cacertfile:
+            problems.append(("tls", "cacertfile is required when tls is true (or set skipverify to true)"))
+        if self.user and not self.password:
+            problems.append(("user", "pass is required when user is set"))
+        return problems
 
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -281,6 +320,7 @@ class Config(BaseModel):
     uplink_name: str | None = None
     peers: list[PeerConfig] = Field(default_factory=list)
     failover: FailoverConfig | None = None
+    sentinel: SentinelConfig | None = None
     listen: ListenConfig
     listen_raw: ListenRawConfig | None = None
     admin: AdminConfig | None = None
@@ -338,9 +378,27 @@ class Config(BaseModel):
                 if name not in self.uplinks:
                     known = ", ".join(sorted(self.uplinks)) or "uplinks has no entries"
                     problems.append(("failover.candidates", f"no uplink named {name!r} (known: {known})"))
+        if self.sentinel is not None:
+            problems.extend(self._sentinel_problems())
+        if self.failover is not None and self.sentinel is not None:
+            problems.append(("failover", "automatic failover and sentinel both decide which server is the master: use one"))
         if problems:
             raise _rules_error(problems)
         return self
+
+    def _sentinel_problems(self) -> list[tuple[str, str]]:
+        # Sentinel chooses the master: a second chooser (named uplinks to switch
+        # between) would fight it, and Sentinel only names TCP addresses.
+        problems: list[tuple[str, str]] = []
+        if self.uplinks:
+            problems.append((
+                "sentinel",
+                "cannot be combined with uplinks: Sentinel chooses the master (remove uplinks, and give the"
+                " servers' pass, user and TLS settings in an uplink section)",
+            ))
+        if self.uplink.network != "tcp":
+            problems.append(("uplink.network", 'must be "tcp" with sentinel: Sentinel names masters by host:port'))
+        return problems
 
     def with_uplink(self, name: str) -> Config:
         """This config with the named uplink active (KeyError for an unknown name)."""
@@ -427,7 +485,7 @@ def redacted(config: Config) -> dict[str, Any]:
     name = data.pop("uplink_name", None)
     if name is not None:
         data["uplink"] = name  # as the file says it
-    sections = [data.get(name) for name in ("uplink", "listen", "admin")]
+    sections = [data.get(name) for name in ("uplink", "listen", "admin", "sentinel")]
     sections += list(data.get("uplinks", {}).values()) + list(data.get("peers", []))
     for section in sections:
         if isinstance(section, dict) and section.get("pass") is not None:

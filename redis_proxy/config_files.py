@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from redis_proxy.config import Config
+    from redis_proxy.config import Config, SentinelConfig, UplinkConfig
 
 LISTENERS = ("listen", "listen_raw", "admin")  # the sections that open a listening socket
 
@@ -18,8 +18,10 @@ LISTENERS = ("listen", "listen_raw", "admin")  # the sections that open a listen
 def check_files(config: Config) -> list[str]:
     """Problems with cert/key/CA files that the config will actually use."""
     wanted: list[tuple[str, str | None]] = []
-    uplinks = {"uplink": config.uplink} if config.uplink_name is None else {}
+    uplinks: dict[str, UplinkConfig | SentinelConfig] = {"uplink": config.uplink} if config.uplink_name is None else {}
     uplinks.update({f"uplinks.{name}": section for name, section in config.uplinks.items()})
+    if config.sentinel is not None:  # the same TLS keys, for the sentinels' connections
+        uplinks["sentinel"] = config.sentinel
     for index, peer in enumerate(config.peers):
         if peer.cacertfile and not peer.skipverify:
             wanted.append((f"peers.{index}.cacertfile", peer.cacertfile))
@@ -60,6 +62,7 @@ _FILE_KEYS: dict[str, tuple[str, ...]] = {
     "listen": ("certfile", "keyfile", "cacertfile"),
     "listen_raw": ("certfile", "keyfile", "cacertfile"),
     "admin": ("certfile", "keyfile"),
+    "sentinel": ("cacertfile", "certfile", "keyfile"),
 }
 
 

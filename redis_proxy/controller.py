@@ -18,7 +18,7 @@ import logging
 import time
 import ssl
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -102,6 +102,8 @@ class Controller:
         self.file_uplink = file_choice(proxy.config)
         # Set by a running switchover (a description of it): reload and switch wait for it to end.
         self.switchover_running: str | None = None
+        # Set when following Sentinel: a reloaded file's uplink.addr is replaced by the master Sentinel names.
+        self.adjust_config: Callable[[Config], Config] | None = None
 
     # -- state --------------------------------------------------------------
 
@@ -330,9 +332,10 @@ class Controller:
         if path is None or path == "-":
             raise ControlError("the config was read from standard input (-f -): there is no file to reload")
         try:
-            return load_config(path)
+            config = load_config(path)
         except ConfigError as exc:
             raise ControlError(str(exc)) from None
+        return self.adjust_config(config) if self.adjust_config is not None else config
 
     async def _reload(self) -> dict[str, Any]:
         proxy = self.proxy
@@ -499,6 +502,11 @@ class Controller:
             session.discard_prepared()
 
     # -- named uplinks ------------------------------------------------------------
+
+    @property
+    def switch_lock(self) -> asyncio.Lock:
+        """Held by reloads and switches: a Sentinel switch takes it too, so a reload cannot undo it."""
+        return self._reload_lock
 
     @property
     def busy(self) -> bool:

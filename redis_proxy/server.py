@@ -29,6 +29,9 @@ from redis_proxy.raw import RawPipe, raw_protocol_factory
 from redis_proxy.session.client_ids import ClientIds
 from redis_proxy.session.limits import ClientLimits
 from redis_proxy.session.protocol import ClientSession
+from redis_proxy.sentinel.events import MasterState
+from redis_proxy.sentinel.follower import SentinelFollower
+from redis_proxy.sentinel.query import with_master
 from redis_proxy.session.unblock import Unblocker
 from redis_proxy.stats import Stats
 from redis_proxy.switchover.engine import Switchover
@@ -43,7 +46,7 @@ SHUTDOWN_SWITCHOVER_WAIT_S = 30.0  # a switchover's roll-back (or, once promoted
 
 
 class Proxy:
-    def __init__(self, config: Config, config_path: str | None) -> None:
+    def __init__(self, config: Config, config_path: str | None, sentinel_master: MasterState | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.log_messages = config.log_messages
@@ -61,6 +64,10 @@ class Proxy:
         self.switchover: Switchover | None = None
         self.failover = FailoverMonitor(self)  # automatic failover (config.failover); started by start()
         self.uplinks_status = UplinksPoller(lambda: self.config)  # every named uplink's role and lag; started by start()
+        # With a sentinel section: follows Sentinel's failovers (`sentinel_master`: what it said at startup).
+        self.sentinel = SentinelFollower(self, config.sentinel, sentinel_master) if config.sentinel is not None else None
+        if self.sentinel is not None:
+            self.controller.adjust_config = self._sentinel_master
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured
         self._servers: list[asyncio.Server] = []
@@ -76,6 +83,10 @@ class Proxy:
 
     def make_uplink_ssl(self, config: Config) -> ssl.SSLContext | None:
         return uplink_context(config.uplink)
+
+    def _sentinel_master(self, new: Config) -> Config:
+        """A reloaded file's uplink.addr is where Sentinel said the master was at startup: the master is where the proxy is now."""
+        return with_master(new, self.config.uplink.addr) if new.sentinel is not None else new
 
     def uplink_settings(self) -> tuple[UplinkConfig, ssl.SSLContext | None]:
         """Where new uplink connections go, as of now."""
@@ -133,6 +144,8 @@ class Proxy:
 
     def reload_problems(self, new: Config) -> list[str]:
         problems = self.config.listen_addresses_changed(new)
+        if new.sentinel != self.config.sentinel:
+            problems.append("sentinel cannot be added, removed or changed on reload (restart the proxy)")
         for name in LISTENERS:
             old_section, new_section = getattr(self.config, name), getattr(new, name)
             if old_section is not None and new_section is not None and old_section.tls != new_section.tls:
@@ -162,6 +175,8 @@ class Proxy:
         self.health.start()
         self.uplinks_status.start()
         self.failover.start()
+        if self.sentinel is not None:
+            self.sentinel.start()
         await self._listen("listen", config.listen.addr, config.listen.network, lambda: ClientSession(self))
         if config.listen_raw is not None:
             warning = raw_exposure_warning(config)
@@ -227,6 +242,8 @@ class Proxy:
         for server in self._servers:
             server.close()
         await self._end_switchover()
+        if self.sentinel is not None:
+            await self.sentinel.stop()  # first: no failover is followed while the proxy stops (a hold it took ends)
         await self.controller.stop()
         for session in list(self.sessions):
             session.close()
@@ -318,7 +335,9 @@ def _remove_stale_socket(path: str) -> None:
         probe.close()
 
 
-async def run(config: Config, config_path: str | None, pidfile: str | None = None) -> int:
+async def run(
+    config: Config, config_path: str | None, pidfile: str | None = None, sentinel_master: MasterState | None = None
+) -> int:
     """Serve until SIGTERM/SIGINT; the process's exit code.
 
     The pid file is written once every listener is bound (so a script that
@@ -326,7 +345,7 @@ async def run(config: Config, config_path: str | None, pidfile: str | None = Non
     """
     proxy: Proxy | None = None
     try:
-        proxy = Proxy(config, config_path)
+        proxy = Proxy(config, config_path, sentinel_master)
         await proxy.start()
         if pidfile is not None:
             write_pidfile(pidfile)

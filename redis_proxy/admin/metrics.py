@@ -119,6 +119,7 @@ class ProxyCollector(Collector):
         yield from _switchover(proxy)
         yield from _failover(proxy)
         yield from _uplinks(proxy)
+        yield from _sentinel(proxy)
 
 
 def _switchover(proxy: Proxy) -> Iterable[Metric]:
@@ -191,6 +192,31 @@ def _uplinks(proxy: Proxy) -> Iterable[Metric]:
             lag.add_metric([name], state.lag_bytes)
     yield reachable
     yield lag
+
+
+def _sentinel(proxy: Proxy) -> Iterable[Metric]:
+    follower = proxy.sentinel
+    if follower is None:
+        return
+    connected = GaugeMetricFamily(
+        f"{PREFIX}_sentinel_connected", "1 while the proxy follows this sentinel's events, else 0.", labels=["sentinel"]
+    )
+    for link in follower.links:
+        connected.add_metric([link.addr], 1 if link.connected else 0)
+    yield connected
+    failovers = CounterMetricFamily(
+        f"{PREFIX}_sentinel_failovers", "Sentinel failovers the proxy followed, by result.", labels=["result"]
+    )
+    for result, count in follower.results.items():
+        failovers.add_metric([result], count)
+    yield failovers
+    last = follower.failovers[0] if follower.failovers else None
+    if last is not None:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_sentinel_last_hold_seconds",
+            "How long clients were held during the last Sentinel failover the proxy followed.",
+            value=last.held_ms / 1000,
+        )
 
 
 def make_registry(proxy: Proxy) -> CollectorRegistry:

@@ -60,6 +60,7 @@ def info(proxy: Proxy) -> dict[str, Any]:
     data["uplinks"] = uplinks(proxy)
     data["switchover"] = switchover(proxy)
     data["failover"] = failover(proxy)
+    data["sentinel"] = sentinel(proxy)
     data["config"] = redacted(proxy.config)
     return data
 
@@ -94,6 +95,17 @@ def failover(proxy: Proxy) -> dict[str, Any]:
     return data
 
 
+def sentinel(proxy: Proxy) -> dict[str, Any] | None:
+    """Following Sentinel: the sentinels, the master, the last event and failovers (null without a sentinel section)."""
+    if proxy.sentinel is None:
+        return None
+    data = proxy.sentinel.to_json()
+    for link in data["sentinels"]:
+        if link["error"]:
+            link["error"] = scrub(proxy, link["error"])
+    return data
+
+
 def legacy_status(proxy: Proxy) -> dict[str, Any]:
     """The shape of the Go redis-proxy's status JSON, for existing dashboards and scripts."""
     controller = proxy.controller
@@ -114,6 +126,8 @@ def passwords(proxy: Proxy) -> list[str]:
     found.extend(peer.password for peer in config.peers)
     if config.admin is not None:
         found.append(config.admin.password)
+    if config.sentinel is not None:
+        found.append(config.sentinel.password)
     return [p for p in found if p]
 
 
