@@ -109,8 +109,10 @@ class Proxy:
             query_buffer=config.client_query_buffer_limit,
             idle_timeout=float(config.client_idle_timeout_s),
             keepalive=config.tcp_keepalive_s,
-            outlive_uplink=config.failover is not None,
-            unreachable_wait=config.failover.max_hold_ms / 1000 if config.failover is not None else 0.0,
+            # Automatic failover or Sentinel will bring another uplink: a lost connection or an
+            # unreachable uplink need not end clients, nor fail their commands at once.
+            outlive_uplink=config.failover is not None or config.sentinel is not None,
+            unreachable_wait=_unreachable_wait(config),
         )
 
     def uplink_trouble(self) -> None:
@@ -282,6 +284,15 @@ class Proxy:
             "uplink_name": self.config.uplink_name,
             "addresses": dict(self.addresses),
         }
+
+
+def _unreachable_wait(config: Config) -> float:
+    """How long a command that finds the uplink unreachable waits for the next one (seconds; 0: fails at once)."""
+    if config.failover is not None:
+        return config.failover.max_hold_ms / 1000
+    if config.sentinel is not None:
+        return config.sentinel.max_hold_ms / 1000
+    return 0.0
 
 
 def listener_tls(config: Config) -> dict[str, ssl.SSLContext]:
