@@ -213,7 +213,7 @@ def test_a_sentinel_that_was_down_is_followed_again_and_the_missed_failover_caug
 
 
 def test_a_dead_master_is_replaced_by_the_one_sentinel_promotes(sentinel_setup: Setup, proxy_factory: Factory, admins: Admins) -> None:
-    """A real failure: commands fail while the master is down, until Sentinel fails over; then the proxy is on the new one."""
+    """A real failure: commands wait while the master is down, until Sentinel fails over; then they go to the new one."""
     setup = sentinel_setup
     proxy, admin = start_proxy(proxy_factory, admins, setup)
     wait_until(lambda: all(s["connected"] for s in sentinel_state(admin)["sentinels"]))
@@ -221,8 +221,11 @@ def test_a_dead_master_is_replaced_by_the_one_sentinel_promotes(sentinel_setup: 
     assert client.set("before", "1")
     wait_until(lambda: setup.replica.client().get("before") == b"1")
     setup.master.kill()
+    # A command sent now waits for the new master (sentinel.max_hold_ms) instead of failing.
+    assert client.set("during", "waited")
     # down-after-milliseconds (1 s), then the sentinels agree and elect a leader.
     wait_until(lambda: admin.info()["uplink"] == setup.replica.addr, timeout=60, interval=0.1, message="followed the failover")
+    assert setup.replica.client().get("during") == b"waited"
     assert client.get("before") == b"1" and client.set("after", "2")
     last = sentinel_state(admin)["last_failover"]
     assert last["result"] == "switched" and last["to_addr"] == setup.replica.addr
