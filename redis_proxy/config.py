@@ -142,6 +142,20 @@ class _ListenerSection(_Section):
         return problems
 
 
+def _client_problems(section: Any) -> list[tuple[str, str]]:
+    """The rules of a section the proxy connects as a client with (an uplink, the sentinels): TLS and AUTH."""
+    problems: list[tuple[str, str]] = []
+    if bool(section.certfile) != bool(section.keyfile):
+        problems.append(("certfile", "certfile and keyfile go together"))
+    if section.certfile and not section.tls:
+        problems.append(("certfile", "a client certificate needs tls: true"))
+    if section.tls and not section.skipverify and not section.cacertfile:
+        problems.append(("tls", "cacertfile is required when tls is true (or set skipverify to true)"))
+    if section.user and not section.password:
+        problems.append(("user", "pass is required when user is set"))
+    return problems
+
+
 class UplinkConfig(_Section):
     """The Redis server the proxy forwards to."""
 
@@ -165,14 +179,7 @@ class UplinkConfig(_Section):
         problem = _addr_problem(self.addr, self.network, allow_port_zero=False)
         if problem:
             problems.append(("addr", problem))
-        if bool(self.certfile) != bool(self.keyfile):
-            problems.append(("certfile", "certfile and keyfile go together"))
-        if self.certfile and not self.tls:
-            problems.append(("certfile", "a client certificate needs tls: true"))
-        if self.tls and not self.skipverify and not self.cacertfile:
-            problems.append(("tls", "cacertfile is required when tls is true (or set skipverify to true)"))
-        if self.user and not self.password:
-            problems.append(("user", "pass is required when user is set"))
+        problems.extend(_client_problems(self))
         if self.replicate_from is not None:
             problem = _addr_problem(self.replicate_from, "tcp", allow_port_zero=False)
             if problem:
@@ -291,14 +298,7 @@ class SentinelConfig(_Section):
                 problems.append((f"addrs.{index}", f"{addr} is listed twice"))
         if not self.master_name or any(c.isspace() for c in self.master_name):
             problems.append(("master_name", "the name Sentinel monitors the master under (no spaces)"))
-        if bool(self.certfile) != bool(self.keyfile):
-            problems.append(("certfile", "certfile and keyfile go together"))
-        if self.certfile and not self.tls:
-            problems.append(("certfile", "a client certificate needs tls: true"))
-        if self.tls and not self.skipverify and not self.cacertfile:
-            problems.append(("tls", "cacertfile is required when tls is true (or set skipverify to true)"))
-        if self.user and not self.password:
-            problems.append(("user", "pass is required when user is set"))
+        problems.extend(_client_problems(self))
         return problems
 
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from redis_proxy.admin.state import scrub
+from redis_proxy.aio import consume
 from redis_proxy.switchover.engine import Switchover
 from redis_proxy.switchover.options import OptionError, parse_options
 from redis_proxy.controller import STOPPING, ControlError, ControlTimeout, TargetRefused, UnknownUplink
@@ -112,21 +113,13 @@ async def _multipart(request: Request, body: bytes) -> dict[str, Any]:
 # -- the commands --------------------------------------------------------------------------
 
 
-def _consume(task: asyncio.Task[Any]) -> None:
-    # If our wait was cancelled nobody awaits the task: fetch its outcome so
-    # asyncio does not log "exception was never retrieved" (the controller
-    # already logged the failure).
-    if not task.cancelled():
-        task.exception()
-
-
 async def _shielded(proxy: Proxy, coro: Coroutine[Any, Any, Any], name: str) -> Any:
     # The controller's multi-step operations must run to completion: cancelling
     # a reload between "pause" and "resume" (a client that hangs up, uvicorn's
     # shutdown timeout) would leave every client held. So they run as their own
     # task, and only our wait for them can be cancelled.
     task = proxy.spawn(coro, name)
-    task.add_done_callback(_consume)
+    task.add_done_callback(consume)
     return await asyncio.shield(task)
 
 

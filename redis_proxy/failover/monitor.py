@@ -22,11 +22,11 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from redis_proxy.aio import within
 from redis_proxy.config import Config, FailoverConfig, UplinkConfig, parse_tcp_addr
-from redis_proxy.control.client import ControlPlaneError, call, control_client, replication
+from redis_proxy.control.client import ControlPlaneError, call, control_client
 from redis_proxy.controller import ControlError
 from redis_proxy.failover.scripts import run_script
 from redis_proxy.failover.status import FailoverRecord, FailoverStatus
@@ -36,30 +36,9 @@ if TYPE_CHECKING:
     from redis_proxy.server import Proxy
 
 log = logging.getLogger("redis_proxy")
-T = TypeVar("T")
 
 FIRST_BACKOFF_S = 0.1  # between rounds over the candidates, doubled up to max_backoff_ms
 REFUSAL_PROBE_S = 0.5  # a TCP connect that tells a closed port from a slow server
-
-
-class _TimedOut(Exception):
-    pass
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-async def bounded(aw: Awaitable[T], timeout: float) -> T:
-    """`aw` within `timeout` seconds, else _TimedOut (the request is abandoned, never awaited again)."""
-    task = asyncio.ensure_future(aw)
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if task not in done:
-        task.cancel()
-        task.add_done_callback(_consume)
-        raise _TimedOut()
-    return task.result()
 
 
 async def port_refuses(uplink: UplinkConfig) -> bool:
@@ -173,8 +152,8 @@ class FailoverMonitor:
                 return f"cannot be checked: {exc}"
             self._client_for = uplink
         try:
-            await bounded(call(self._client, uplink.addr, "PING"), settings.check_interval_ms / 1000 + 0.5)
-        except _TimedOut:
+            await within(call(self._client, uplink.addr, "PING"), settings.check_interval_ms / 1000 + 0.5)
+        except TimeoutError:
             await self._close_client()  # a connection stuck on a lost answer is no use for the next check
             return "PING not answered in time"
         except ControlPlaneError as exc:
@@ -278,8 +257,8 @@ class FailoverMonitor:
             server: Server | None = None
             try:
                 server = Server(name, section)
-                repl = await bounded(server.replication(), timeout)
-                await bounded(server.call("PING"), timeout)
+                repl = await within(server.replication(), timeout)
+                await within(server.call("PING"), timeout)
                 if settings.check_script:
                     result = await run_script(settings.check_script, section.addr, settings.script_timeout_ms / 1000)
                     if not result.ok:
@@ -293,10 +272,10 @@ class FailoverMonitor:
                 # after its promotion would be left an orphan master.
                 uplink_ssl = await self.proxy.controller.check_target(new, name, replica_ok=True)
                 if not repl.is_master:
-                    await bounded(server.promote(), timeout)
+                    await within(server.promote(), timeout)
                     record.event(f"candidate {name} promoted to master (REPLICAOF NO ONE)")
                 return name, new, uplink_ssl
-            except _TimedOut:
+            except TimeoutError:
                 record.event(f"candidate {name}: no answer within {timeout:g} s", logging.WARNING)
             except (ControlPlaneError, ControlError) as exc:
                 record.event(f"candidate {name}: {exc}", logging.WARNING)

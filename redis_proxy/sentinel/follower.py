@@ -29,7 +29,7 @@ from redis_proxy.config import SentinelConfig
 from redis_proxy.controller import ControlError, TargetRefused
 from redis_proxy.ratelog import RateLimitedLog
 from redis_proxy.sentinel.events import ABORTED, PROMOTED, STARTED, SWITCHED, Event, MasterState
-from redis_proxy.sentinel.link import Answer, Item, Link, Notice
+from redis_proxy.sentinel.link import Answer, Item, Link
 from redis_proxy.sentinel.query import with_master
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 
+from redis_proxy.aio import consume
 from redis_proxy.config import UplinkConfig
 from redis_proxy.uplink import ReadyUplink, SessionState
 
@@ -34,13 +35,6 @@ def snapshot(state: SessionState) -> SessionState:
     )
 
 
-def _consume(task: asyncio.Task[ReadyUplink]) -> None:
-    # Nobody may ever await a prepared connection: fetch a failure so asyncio
-    # does not log it as never retrieved (the session connects as usual).
-    if not task.cancelled():
-        task.exception()
-
-
 @dataclass
 class PreparedUplink:
     uplink: UplinkConfig
@@ -48,7 +42,7 @@ class PreparedUplink:
     task: asyncio.Task[ReadyUplink]
 
     def __post_init__(self) -> None:
-        self.task.add_done_callback(_consume)
+        self.task.add_done_callback(consume)
 
     def take(self, uplink: UplinkConfig, state: SessionState) -> ReadyUplink | None:
         """The ready connection, if it suits `uplink` and `state` now; None otherwise (then discard it)."""

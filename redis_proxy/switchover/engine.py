@@ -14,8 +14,9 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from redis_proxy.aio import consume, within
 from redis_proxy.config import Config, parse_tcp_addr
 from redis_proxy.control.client import ControlPlaneError, Replication
 from redis_proxy.controller import PAUSED, ControlError
@@ -57,11 +58,6 @@ class HoldExpired(Exception):
 
 class Aborted(Exception):
     """The operator (or the proxy's shutdown) asked to stop before the promotion."""
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class Switchover:
@@ -131,7 +127,7 @@ class Switchover:
             aborted.cancel()
             return task.result()
         task.cancel()
-        task.add_done_callback(_consume)
+        task.add_done_callback(consume)
         raise Aborted()
 
     async def wait(self) -> None:
@@ -360,13 +356,10 @@ class Switchover:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise HoldExpired()
-        task = asyncio.ensure_future(aw)
-        done, _ = await asyncio.wait({task}, timeout=remaining)
-        if task not in done:
-            task.cancel()
-            task.add_done_callback(_consume)
-            raise HoldExpired()
-        return task.result()
+        try:
+            return await within(aw, remaining)
+        except TimeoutError:
+            raise HoldExpired() from None
 
     async def _pause_source_writes(self, deadline: float) -> None:
         """CLIENT PAUSE WRITE on the source: writers that do not go through the proxy (listen_raw, other

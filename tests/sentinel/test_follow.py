@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from admin_client import AdminClient
-from conftest import SentinelServer, Setup
+from sentinel_servers import SentinelServer, Setup
 from load import Load
 from servers import REPO_ROOT, ProxyProcess, free_port, proxy_config, wait_until
 
