@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from redis_proxy.admin.page_assets import CSS, JS
-from redis_proxy.admin.page_uplinks import failover_panel, switchover_panel, uplinks_panel
+from redis_proxy.admin.page_uplinks import failover_panel, sentinel_panel, switchover_panel, uplinks_panel
 
 KNOWN_STATES = frozenset({"running", "pausing", "paused", "stopping", "failing-over"})
 
@@ -172,6 +172,7 @@ def render(data: dict[str, Any], result: Result | None, nonce: str) -> str:
 {uplinks_panel(data.get("uplinks") or {})}
 {switchover_panel(data.get("switchover") or {"phase": "idle"})}
 {failover_panel(data.get("failover") or {"state": "off"})}
+{sentinel_panel(data.get("sentinel"))}
 <section class="panel"><h2>Counters</h2><table><tbody>{counters}</tbody></table></section>
 <section class="panel"><h2>Commands by name</h2>
 <table><thead><tr><th>command</th><th class="num">count</th></tr></thead>

@@ -248,6 +248,22 @@ JS = r"""
   function applySwitchover(so) {
     if (so) { applyPanel("so", so.phase === "idle", switchoverRows(so), so.events); }
   }
+  // The same rows and events as page_uplinks.sentinel_rows / sentinel_events.
+  function applySentinel(sn) {
+    if (!sn) { return; }
+    var h = sn.holding;
+    var rows = [
+      ["master", sn.master_name + " at " + (sn.master || "?") + " (epoch " + sn.config_epoch + ")", ""],
+      ["holding", h ? h.held_ms + " ms, promoting " + (h.target || "?") : DASH, h ? "bad" : ""]
+    ];
+    (sn.sentinels || []).forEach(function (l) {
+      rows.push(["sentinel " + l.addr, l.connected ? "connected" : "down: " + (l.error || "?"), l.connected ? "good" : "bad wrap"]);
+    });
+    var events = (sn.failovers || []).slice().reverse().map(function (f) {
+      return {t: f.at, msg: f.result + ": " + f.from_addr + " " + ARROW + " " + (f.to_addr || "?") + ", held " + f.held_ms + " ms (" + f.trigger + ")"};
+    });
+    applyPanel("sn", false, rows, events);
+  }
   function applyFailover(fo) {
     if (fo && fo.state !== "off") { applyPanel("fo", !fo.last, failoverRows(fo), fo.last ? fo.last.events : []); }
   }
@@ -277,6 +293,7 @@ JS = r"""
     applyUplinks(d.uplinks || {});
     applySwitchover(d.switchover);
     applyFailover(d.failover);
+    applySentinel(d.sentinel);
     fillRows("by-name", Object.keys(d.commands_by_name).slice(0, 12).map(function (k) {
       return [[k], [d.commands_by_name[k], "num"]];
     }), "no commands yet", 2);

@@ -182,3 +182,30 @@ def failover_panel(fo: dict[str, Any]) -> str:
     last = fo.get("last")
     events = last.get("events", []) if last else []
     return _event_panel("Automatic failover", "fo", last is None, failover_rows(fo), events)
+
+
+def sentinel_rows(sn: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(label, value, CSS class) of Sentinel following; the script's sentinelRows builds the same."""
+    holding = sn.get("holding")
+    rows = [
+        ("master", f"{sn.get('master_name')} at {sn.get('master') or '?'} (epoch {sn.get('config_epoch')})", ""),
+        ("holding", DASH if not holding else f"{holding.get('held_ms')} ms, promoting {holding.get('target') or '?'}", "bad" if holding else ""),
+    ]
+    for link in sn.get("sentinels", []):
+        state = "connected" if link.get("connected") else f"down: {link.get('error') or '?'}"
+        rows.append((f"sentinel {link.get('addr')}", state, "good" if link.get("connected") else "bad wrap"))
+    return rows
+
+
+def sentinel_events(sn: dict[str, Any]) -> list[dict[str, Any]]:
+    """Failovers followed, as events (oldest first)."""
+    return [
+        {"t": f.get("at"), "msg": f"{f.get('result')}: {f.get('from_addr')} {ARROW} {f.get('to_addr') or '?'}, held {f.get('held_ms')} ms ({f.get('trigger')})"}
+        for f in reversed(sn.get("failovers", []))
+    ]
+
+
+def sentinel_panel(sn: dict[str, Any] | None) -> str:
+    if not sn:
+        return ""  # not following Sentinel
+    return _event_panel("Redis Sentinel", "sn", False, sentinel_rows(sn), sentinel_events(sn))

@@ -230,3 +230,5 @@ def test_a_dead_master_is_replaced_by_the_one_sentinel_promotes(sentinel_setup: 
     last = sentinel_state(admin)["last_failover"]
     assert last["result"] == "switched" and last["to_addr"] == setup.replica.addr
     print(f"\n[sentinel, master killed] held_ms={last['held_ms']} ({last['trigger']})")
+    page = admin.get("/").text
+    assert "Redis Sentinel" in page and "connected" in page and "switched: " in page
