@@ -30,3 +30,37 @@ async def within(aw: Awaitable[T], timeout: float) -> T:
         task.add_done_callback(consume)
         raise TimeoutError()
     return task.result()
+
+
+class Background:
+    """A loop the proxy runs for its whole life (health checks, pollers, failover): start once, stop at shutdown.
+
+    Subclasses write `_run` (checking `_stopping`) and, if they hold
+    connections, `_after_stop` to close them once the loop has ended.
+    """
+
+    task_name = "background"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.task_name)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # The loop's own failure was logged where it happened (or is moot at shutdown).
+            await asyncio.gather(task, return_exceptions=True)
+        await self._after_stop()
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def _after_stop(self) -> None:
+        pass

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,24 +42,23 @@ MIN_AFTER_SWITCH_S = 0.5  # of load after the switchover, so writes to the new s
 PORT_ATTEMPTS = 3  # a free port can be taken by someone else before a server binds it
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 1000, got {value}")
-    return value
+def _ranged(kind: type[int] | type[float], low: int, high: int, what: str, unit: str = "") -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` from `low` to `high`, with a readable error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}{unit}, got {text}")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 1 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 3600 seconds, got {text}")
-    return value
+_positive_int = _ranged(int, 1, 1000, "a whole number")
+_seconds = _ranged(float, 1, 3600, "a number of seconds", " seconds")
 
 
 def parser() -> argparse.ArgumentParser:

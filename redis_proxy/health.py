@@ -10,12 +10,12 @@ switch), reconnects when it breaks, and records the last outcome.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
 from collections.abc import Callable
 
+from redis_proxy.aio import Background
 from redis_proxy.config import UplinkConfig
 from redis_proxy.ratelog import RateLimitedLog
 from redis_proxy.uplink import UplinkConnection, UplinkError, auth_command, open_uplink
@@ -34,10 +34,13 @@ PING = [b"PING"]
 Settings = Callable[[], tuple[UplinkConfig, ssl.SSLContext | None]]
 
 
-class HealthChecker:
+class HealthChecker(Background):
     """The uplink's health as seen from the proxy: `up`, `reason` (when down), `since` (wall clock)."""
 
+    task_name = "uplink-health"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self._settings = settings
         # Not known to be up until the first PING answers: readyz must not
         # say ready before anything was checked.
@@ -47,21 +50,9 @@ class HealthChecker:
         self._checked = False  # the first outcome is a transition only if it is "down"
         self._connection: UplinkConnection | None = None
         self._connected_to: tuple[UplinkConfig, ssl.SSLContext | None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._log = RateLimitedLog(log, TRANSITION_LOG_INTERVAL_S)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="uplink-health")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _after_stop(self) -> None:
         self._drop()
 
     def _cancelled(self) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from redis_proxy.aio import Background
 from redis_proxy.config import Config, UplinkConfig, parse_tcp_addr
 from redis_proxy.control.client import Replication, control_client, replication
 from redis_proxy.ratelog import RateLimitedLog
@@ -105,8 +106,10 @@ def _scrub(text: str, section: UplinkConfig) -> str:
     return text
 
 
-class UplinksPoller:
+class UplinksPoller(Background):
     """Polls every named uplink of `config()` every `interval` seconds; `snapshot()` is the latest picture."""
+
+    task_name = "uplinks-status"
 
     def __init__(
         self,
@@ -114,6 +117,7 @@ class UplinksPoller:
         interval: float = POLL_INTERVAL_S,
         timeout: float = POLL_TIMEOUT_S,
     ) -> None:
+        super().__init__()
         self._config = config
         self.interval = interval
         self.timeout = timeout
@@ -122,8 +126,6 @@ class UplinksPoller:
         # name -> (the section polled, what it said): a record of an older section is not shown.
         self._records: dict[str, tuple[UplinkConfig, UplinkState]] = {}
         self._lock = asyncio.Lock()  # one poll at a time: the loop's and a caller's refresh()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._log = RateLimitedLog(log, TRANSITION_LOG_INTERVAL_S)
         self._reachable: dict[str, bool] = {}  # as last logged, per name
 
@@ -144,18 +146,7 @@ class UplinksPoller:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="uplinks-status")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _after_stop(self) -> None:
         for name in list(self._clients):
             await self._drop_client(name)
 

@@ -24,7 +24,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
-from redis_proxy.aio import within
+from redis_proxy.aio import Background, within
 from redis_proxy.config import Config, FailoverConfig, UplinkConfig, parse_tcp_addr
 from redis_proxy.control.client import ControlPlaneError, call, control_client
 from redis_proxy.controller import ControlError
@@ -58,29 +58,20 @@ async def port_refuses(uplink: UplinkConfig) -> bool:
     return False
 
 
-class FailoverMonitor:
+class FailoverMonitor(Background):
+    task_name = "failover-monitor"
+
     def __init__(self, proxy: Proxy) -> None:
+        super().__init__()
         self.proxy = proxy
         self.status = FailoverStatus()
-        self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._client: Any = None
         self._client_for: UplinkConfig | None = None
-        self._stopping = False
 
     # -- life ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="failover-monitor")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def _after_stop(self) -> None:
         await self._close_client()
 
     def uplink_trouble(self) -> None:

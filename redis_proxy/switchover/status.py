@@ -12,8 +12,6 @@ from typing import Any
 
 from redis_proxy.events import Events
 
-log = logging.getLogger("redis_proxy")
-
 # The phases in order. "idle": none has run since the proxy started.
 PHASES = ("idle", "preflight", "replicate", "catch-up", "promote", "switch")
 RESULTS = ("done", "failed", "aborted")
