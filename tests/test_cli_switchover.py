@@ -8,32 +8,20 @@ processes and real redis-servers.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from servers import REPO_ROOT, ProxyProcess, RedisServer, free_port, proxy_config
+from servers import ProxyProcess, RedisServer, free_port, proxy_config, run_cli
 
 Factory = Callable[..., Any]
 
 
 def switchover(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "redis_proxy", "switchover", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO_ROOT,
-    )
+    return run_cli("switchover", *args, timeout=timeout)
 
 
 def write(tmp_path: Path, config: dict[str, Any]) -> str:

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from servers import REPO_ROOT, redis_server_binary
+from servers import redis_server_binary, run_cli
 
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ if env is None else env)
-    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "redis_proxy", "demo", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=full_env,
-        cwd=REPO_ROOT,
-    )
+    return run_cli("demo", *args, env=env, timeout=90)
 
 
 def _demo_dirs() -> set[str]:

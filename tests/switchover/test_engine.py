@@ -184,15 +184,22 @@ def test_abort_in_preflight(redis_factory: Factory, proxy_factory: Factory) -> N
         silent.close()
 
 
-def test_abort_in_replicate_detaches_the_target(redis_factory: Factory, proxy_factory: Factory) -> None:
+def in_replicate(redis_factory: Factory, proxy_factory: Factory, **target_config: str) -> tuple[Any, Any, ProxyProcess, AdminClient]:
+    """Servers a and b, a proxy on a, and a switchover to b in its replicate phase, b already a replica."""
     a, b = redis_factory(), redis_factory()  # the default 5 s sync delay: replicate lasts
     a.client().set("k", "v")
-    b.client().config_set("masterauth", "kept-setting")
+    for key, value in target_config.items():
+        b.client().config_set(key, value)
     proxy: ProxyProcess = proxy_factory(named_config({"a": a, "b": b}, "a"))
     admin = AdminClient(proxy)
     start(admin, "b")
     wait_phase(admin, "replicate")
     wait_until(lambda: role(b) == "slave", timeout=5)
+    return a, b, proxy, admin
+
+
+def test_abort_in_replicate_detaches_the_target(redis_factory: Factory, proxy_factory: Factory) -> None:
+    a, b, proxy, admin = in_replicate(redis_factory, proxy_factory, masterauth="kept-setting")
     admin.ok("abort-switchover")
     body = wait_result(admin)
     assert_rolled_back(admin, proxy, a, body)
@@ -232,13 +239,7 @@ def test_catch_up_retries_then_fails_with_clients_released(redis_factory: Factor
 
 
 def test_shutdown_during_a_switchover_rolls_it_back(redis_factory: Factory, proxy_factory: Factory) -> None:
-    a, b = redis_factory(), redis_factory()  # the default 5 s sync delay: replicate lasts
-    a.client().set("k", "v")
-    proxy: ProxyProcess = proxy_factory(named_config({"a": a, "b": b}, "a"))
-    admin = AdminClient(proxy)
-    start(admin, "b")
-    wait_phase(admin, "replicate")
-    wait_until(lambda: role(b) == "slave", timeout=5)
+    a, b, proxy, _ = in_replicate(redis_factory, proxy_factory)
     assert proxy.stop() == 0
     assert "abort requested (the proxy is shutting down)" in proxy.log()
     assert role(b) == "master" and role(a) == "master"
