@@ -127,9 +127,11 @@ class AdminClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, data: dict[str, str] | None = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, data: dict[str, str] | None = None, timeout: float | None = None
+    ) -> httpx.Response:
         try:
-            response = self.http.request(method, path, data=data)
+            response = self.http.request(method, path, data=data, timeout=timeout or REQUEST_TIMEOUT_S)
         except httpx.TransportError as exc:
             # Connection refused, DNS, TLS verification, timeouts: all "cannot talk to it".
             detail = str(exc) or type(exc).__name__
@@ -169,6 +171,14 @@ class AdminClient:
             phase = body.get("phase")
             return True, f"abort requested in phase {phase}" if phase else "abort requested"
         return False, _reason(response)
+
+    def compare(self, to: str, timeout: float) -> dict[str, Any]:
+        """POST cmd=compare: the report; AdminRefused with the HTTP status otherwise (400: a bad name)."""
+        response = self._request("POST", "/cmd/", data={"cmd": "compare", "to": to}, timeout=timeout)
+        body = _body(response)
+        if response.status_code != 200 or body.get("ok") is not True:
+            raise AdminRefused(f"compare refused (HTTP {response.status_code}): {_reason(response)}", response.status_code, body)
+        return body
 
     def info(self) -> dict[str, Any]:
         """GET /info.json: the proxy's state, its uplink ("uplink", "uplink_name") and counters."""

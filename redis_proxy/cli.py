@@ -1,6 +1,6 @@
 """Command line: `redis-proxy -f config.json [--check] [options]`. A thin layer over config and server.
 
-Subcommands `redis-proxy switchover ...` and `redis-proxy demo ...` are
+Subcommands `redis-proxy switchover ...`, `redis-proxy compare ...` and `redis-proxy demo ...` are
 dispatched on the first argument, before this parser: the proxy's own
 command line stays exactly what it was.
 """
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="redis-proxy",
         description="A Redis-protocol-aware proxy: pause, drain and switch the Redis behind your clients without breaking their connections.",
         epilog="Other commands: `redis-proxy switchover -f config.json --to NAME` moves a running proxy to another uplink; "
+        "`redis-proxy compare -f config.json --to NAME` compares it with another uplink, key by key; "
         "`redis-proxy demo` shows a switchover under load with throwaway servers. Each has its own --help.",
     )
     parser.add_argument("-f", "--config", required=True, metavar="FILE", help="config file (JSON); - reads it from standard input")
@@ -191,7 +192,7 @@ async def _start(config: Config, path: str, without_uplink: bool, pidfile: str |
     return await run(config, path, pidfile=pidfile, sentinel_master=sentinel_master)
 
 
-SUBCOMMANDS = ("switchover", "demo")
+SUBCOMMANDS = ("switchover", "compare", "demo")
 
 
 def _subcommand(name: str, argv: list[str]) -> int:
@@ -200,6 +201,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
         from redis_proxy import cli_switchover
 
         return cli_switchover.main(argv)
+    if name == "compare":
+        from redis_proxy import cli_compare
+
+        return cli_compare.main(argv)
     from redis_proxy import demo
 
     return demo.main(argv)

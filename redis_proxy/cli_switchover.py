@@ -68,6 +68,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=_non_negative, metavar="N", help="catch-up attempts after the first one (proxy default: 3)")
     p.add_argument("--no-reverse", action="store_true", help="do not make the old uplink a replica of the new one afterwards")
     p.add_argument("--force", action="store_true", help="replace the target's keys even when it does not replicate the current uplink")
+    copy = p.add_argument_group("copy mode (no replication: for servers that refuse REPLICAOF; see doc/migration.md)")
+    copy.add_argument("--mode", choices=("replica", "copy"), help="replica (the default) or copy")
+    copy.add_argument("--max-dirty-keys", type=_non_negative, metavar="N", help="keys left to copy under which clients are held for the cutover (proxy default: 1000)")
+    copy.add_argument("--verify-sample", type=_non_negative, metavar="N", help="random keys verified at the cutover besides those copied then (proxy default: 1000)")
+    copy.add_argument("--max-copy-ops", type=_non_negative, metavar="N", help="keys copied per second at most, 0 for no limit (proxy default: 50000)")
+    copy.add_argument("--max-copy-bytes", type=_non_negative, metavar="N", help="bytes copied per second at most, 0 for no limit (proxy default: 67108864)")
+    copy.add_argument("--fence", choices=("proxy", "pause", "refuse"), help="what stops writes to the old server after the switch (proxy default: proxy)")
     tls = p.add_mutually_exclusive_group()
     tls.add_argument("--cacert", metavar="FILE", help="verify an https admin API against this CA (or self-signed) certificate instead of the system CAs")
     tls.add_argument("--insecure", action="store_true", help="do not verify the https admin API's certificate")
@@ -78,7 +85,10 @@ def parser() -> argparse.ArgumentParser:
 def options(args: argparse.Namespace) -> dict[str, str]:
     """The request's optional fields: only those given, so the proxy's defaults stay the defaults."""
     fields: dict[str, str] = {}
-    for key in ("max_lag_bytes", "max_hold_ms", "retries"):
+    for key in (
+        "max_lag_bytes", "max_hold_ms", "retries", "mode", "max_dirty_keys", "verify_sample", "max_copy_ops",
+        "max_copy_bytes", "fence",
+    ):
         value = getattr(args, key)
         if value is not None:
             fields[key] = str(value)
@@ -116,8 +126,8 @@ def run(
     return status
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)  # exits 2 on a usage error
+def admin_for(args: argparse.Namespace) -> AdminClient | int:
+    """The admin API of the proxy the config file (-f) runs, with --to checked; an exit code on a problem."""
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -141,8 +151,16 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         _error(f"--cacert {args.cacert}: {exc.strerror or exc}")
         return EXIT_USAGE
+    return AdminClient(endpoint, verify)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)  # exits 2 on a usage error
+    client = admin_for(args)
+    if isinstance(client, int):
+        return client
     try:
-        with AdminClient(endpoint, verify) as client:
+        with client:
             status = run(client, args.to, options(args), plain=args.plain)
     except AdminRefused as exc:
         _error(str(exc))
@@ -153,6 +171,6 @@ def main(argv: list[str]) -> int:
         _error(str(exc))
         return EXIT_ADMIN
     except KeyboardInterrupt:
-        _error(f"interrupted: the switchover may still be running; see {endpoint.url}/switchover.json")
+        _error(f"interrupted: the switchover may still be running; see {client.endpoint.url}/switchover.json")
         return EXIT_INTERRUPTED
     return exit_code(status)

@@ -34,6 +34,7 @@ from redis_proxy.sentinel.follower import SentinelFollower
 from redis_proxy.sentinel.query import with_master
 from redis_proxy.session.unblock import Unblocker
 from redis_proxy.stats import Stats
+from redis_proxy.migration.tracker import WriteTracker
 from redis_proxy.switchover.engine import Switchover
 from redis_proxy.switchover.status import SwitchoverStatus
 from redis_proxy.tls import server_context, uplink_context
@@ -59,6 +60,7 @@ class Proxy:
         self.gate: Gate = self.controller.gate
         self.unblocker = Unblocker(self.uplink_settings, self.spawn)
         self.client_ids = ClientIds()  # the client ids sessions hand out, and their uplink connections' ids
+        self.write_tracker: WriteTracker | None = None  # set while a copy-mode switchover tracks writes
         self.health = HealthChecker(self.uplink_settings)  # /readyz, uplink_up; started by start()
         self.switchover_status = SwitchoverStatus()  # the running or last switchover (GET /switchover.json)
         self.switchover: Switchover | None = None

@@ -28,6 +28,7 @@ UNREACHABLE_GRACE_S = 15.0
 APPEAR_TIMEOUT_S = 10.0
 PANEL_WIDTH = 76
 STEPS = ("preflight", "replicate", "catch-up", "promote", "switch")
+COPY_STEPS = ("preflight", "copy", "converge", "cutover", "switch")
 
 Status = dict[str, Any]
 Event = dict[str, Any]
@@ -63,12 +64,36 @@ def result_line(status: Status) -> str:
         parts.append(f"held_ms={status['held_ms']}")
     if status.get("attempt"):
         parts.append(f"attempt={status['attempt']}")
+    if status.get("mode") == "copy":
+        parts += [f"{key}={status.get(key)}" for key in COPY_FIGURES]
     if isinstance(status.get("started_at"), (int, float)) and isinstance(status.get("ended_at"), (int, float)):
         parts.append(f"took={status['ended_at'] - status['started_at']:.2f}s")
     line = " ".join(parts)
     if status.get("error"):
         line += f"\nerror: {status['error']}"
     return line
+
+
+COPY_FIGURES = (
+    "keys_scanned", "keys_copied", "bytes_copied", "dirty_keys", "rounds", "verify_checked", "verify_mismatches",
+)
+
+
+def copy_lines(status: Status) -> list[RenderableType]:
+    """Copy mode: the scan's progress (approximate), what was copied, the dirty keys converging."""
+    lines: list[RenderableType] = []
+    total, scanned = int(status.get("keys_total") or 0), int(status.get("keys_scanned") or 0)
+    if status.get("phase") == "copy" and total > 0:
+        shown = min(scanned, total)
+        lines.append(Text(f"scan {shown:,} / ~{total:,} keys ({100 * shown / total:.0f}%, approximate: SCAN's cursor)"))
+        lines.append(ProgressBar(total=total, completed=shown, width=50))
+    lines.append(Text(
+        f"copied {int(status.get('keys_copied') or 0):,} keys, {_size(int(status.get('bytes_copied') or 0))}"
+        f"   dirty {int(status.get('dirty_keys') or 0):,} keys   round {status.get('rounds') or 0}"
+    ))
+    if status.get("verify_checked"):
+        lines.append(Text(f"verified {status['verify_checked']:,} keys, {status.get('verify_mismatches') or 0} mismatches"))
+    return lines
 
 
 class View(Protocol):
@@ -111,8 +136,9 @@ def panel(status: Status, extra: str | None = None) -> RenderableType:
     phase = status.get("phase", "idle")
     done = status.get("result") == "done"
     steps = Text()
-    current = STEPS.index(phase) if phase in STEPS else -1
-    for index, step in enumerate(STEPS):
+    order = COPY_STEPS if status.get("mode") == "copy" else STEPS
+    current = order.index(phase) if phase in order else -1
+    for index, step in enumerate(order):
         if index:
             steps.append(" > ", style="dim")
         if done or index < current:
@@ -137,6 +163,8 @@ def panel(status: Status, extra: str | None = None) -> RenderableType:
         facts.append(f"elapsed {end - started:.1f} s")
     if facts:
         lines.append(Text("   ".join(facts)))
+    if status.get("mode") == "copy":
+        lines += copy_lines(status)
     total, read = int(status.get("sync_total_bytes") or 0), int(status.get("sync_read_bytes") or 0)
     if total > 0:
         lines.append(Text(f"full sync {_size(read)} / {_size(total)} ({100 * read / total:.0f}%)"))

@@ -19,6 +19,10 @@ from starlette.requests import Request
 from redis_proxy.admin.state import scrub
 from redis_proxy.aio import consume
 from redis_proxy.switchover.engine import Switchover
+from redis_proxy.control.client import ControlPlaneError
+from redis_proxy.migration.compare import compare_servers
+from redis_proxy.migration.copier import Side
+from redis_proxy.switchover.copy_mode import CopySwitchover
 from redis_proxy.switchover.options import OptionError, parse_options
 from redis_proxy.controller import STOPPING, ControlError, ControlTimeout, TargetRefused, UnknownUplink
 
@@ -220,9 +224,26 @@ async def _switchover(proxy: Proxy, fields: Fields) -> dict[str, Any]:
         raise CommandError(409, "a reload or switch is running: try again when it is done")
     if proxy.controller.operator_paused:
         raise CommandError(409, "the proxy is paused by an operator: unpause it first (a switchover holds clients itself)")
-    proxy.switchover = Switchover(proxy, name, options)
+    proxy.switchover = (CopySwitchover if options.mode == "copy" else Switchover)(proxy, name, options)
     proxy.switchover.start()
     return {"status_code": 202, "from": proxy.switchover.status.source, "to": name}
+
+
+async def _compare(proxy: Proxy, fields: Fields) -> dict[str, Any]:
+    name = uplink_name_field(proxy, fields)
+    if name == proxy.config.uplink_name:
+        raise CommandError(400, f"{name} is the active uplink: compare it with another one")
+    config = proxy.config
+    source = Side(config.uplink_name or config.uplink.addr, config.uplink)
+    target = Side(name, config.uplinks[name])
+    try:
+        report: dict[str, Any] = await _shielded(proxy, compare_servers(source, target), "admin-compare")
+    except ControlPlaneError as exc:
+        raise CommandError(502, f"compare failed: {exc}") from None
+    finally:
+        await source.close()
+        await target.close()
+    return report
 
 
 async def _abort_switchover(proxy: Proxy, fields: Fields) -> dict[str, Any]:
@@ -250,6 +271,7 @@ COMMANDS: dict[str, Handler] = {
     "switch": _switch,
     "switchover": _switchover,
     "abort-switchover": _abort_switchover,
+    "compare": _compare,
 }
 
 

@@ -21,6 +21,7 @@ from redis_proxy.ratelog import peer_events
 from redis_proxy.resp import encode_command
 from redis_proxy.session.client_ids import ClientIds
 from redis_proxy.session.core import SessionCore
+from redis_proxy.session.write_tracking import Marks, start_tracking
 from redis_proxy.session import prepared
 from redis_proxy.session.limits import MAX_CLIENTS_ERROR, ClientLimits, admits
 from redis_proxy.session.prepared import PreparedUplink
@@ -52,6 +53,8 @@ class SessionContext(Protocol):
     client_ids: ClientIds
 
     @property
+    def write_tracker(self) -> Marks | None: ...  # a copy-mode migration runs: new sessions' writes are tracked too
+    @property
     def log_messages(self) -> bool: ...
     @property
     def listen_password(self) -> bytes | None: ...
@@ -72,6 +75,8 @@ class ClientSession(asyncio.Protocol):
             context.gate, context.stats, context.listen_password, time.monotonic, self.limits, context.passthrough_auth,
             context.client_ids,
         )
+        if context.write_tracker is not None:
+            start_tracking(self.core, context.write_tracker)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"

@@ -200,6 +200,23 @@ class Switchover:
         self.uplink_ssl = await self._io(self.controller.check_target(self.new_config, target.name, replica_ok=True))
         tgt = await self._io(target.replication())
         self.status.event(f"source is a master, target reachable ({tgt.role})")
+        await self._check_versions_and_memory()
+        if not target.is_replica_of(tgt, source, src):
+            keys = await self._io(target.key_count())
+            if keys and not options.force:
+                raise SwitchoverFailed(
+                    f"the target holds {keys} key(s) and does not replicate the source: replicating would replace"
+                    " them (force=true to do it anyway)"
+                )
+            if keys:
+                self.status.event(f"the target's {keys} key(s) will be replaced (force)", logging.WARNING)
+        if self.peers:
+            for line in await self._io(self.peers.check(source.config.addr, target.name)):
+                self.status.event(line)
+
+    async def _check_versions_and_memory(self) -> None:
+        """The target runs the same Redis or newer, and its maxmemory holds the source's data."""
+        source, target = self.source, self.target
         src_server, tgt_server = await self._io(source.info("server")), await self._io(target.info("server"))
         src_version, tgt_version = str(src_server.get("redis_version", "0")), str(tgt_server.get("redis_version", "0"))
         if version_tuple(tgt_version) < version_tuple(src_version):
@@ -214,18 +231,6 @@ class Switchover:
                 f"the target's maxmemory ({limit} bytes) cannot hold the source's used_memory ({used} bytes)"
             )
         self.status.event(f"versions {src_version} -> {tgt_version}, source uses {used} bytes, target maxmemory {limit or 'unlimited'}")
-        if not target.is_replica_of(tgt, source, src):
-            keys = await self._io(target.key_count())
-            if keys and not options.force:
-                raise SwitchoverFailed(
-                    f"the target holds {keys} key(s) and does not replicate the source: replicating would replace"
-                    " them (force=true to do it anyway)"
-                )
-            if keys:
-                self.status.event(f"the target's {keys} key(s) will be replaced (force)", logging.WARNING)
-        if self.peers:
-            for line in await self._io(self.peers.check(source.config.addr, target.name)):
-                self.status.event(line)
 
     # -- 2. replicate -------------------------------------------------------------------
 

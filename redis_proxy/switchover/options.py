@@ -20,6 +20,13 @@ class Options:
     retries: int = 3  # catch-up attempts after the first that ran out of max_hold_ms
     reverse: bool = True  # fence the source by making it a replica of the target
     force: bool = False  # replace a target's keys even when it does not replicate the source
+    # mode=copy (migration/): no replication, the proxy copies keys and tracks its clients' writes.
+    mode: str = "replica"
+    max_dirty_keys: int = 1000  # converge until at most this many keys are left to copy under the hold
+    verify_sample: int = 1000  # random keys verified at the cutover, besides every key copied under the hold
+    max_copy_ops: int = 50_000  # keys copied per second at most (0: no limit)
+    max_copy_bytes: int = 64 * 1024 * 1024  # DUMP payload bytes copied per second at most (0: no limit)
+    fence: str = "proxy"  # copy mode: "proxy" (only this proxy stops writing), "pause" or "refuse"
 
 
 def _int(fields: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -46,6 +53,19 @@ def _bool(fields: Mapping[str, Any], key: str, default: bool) -> bool:
     raise OptionError(f"{key} must be true or false")
 
 
+def _choice(fields: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = fields.get(key)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise OptionError(f"{key} must be one of: {', '.join(choices)}")
+    return str(raw)
+
+
+MODES = ("replica", "copy")
+FENCES = ("proxy", "pause", "refuse")
+
+
 def parse_options(fields: Mapping[str, Any]) -> Options:
     """Options from request fields; OptionError for a bad value (absent keys take their defaults)."""
     defaults = Options()
@@ -55,4 +75,10 @@ def parse_options(fields: Mapping[str, Any]) -> Options:
         retries=_int(fields, "retries", defaults.retries, 0, 100),
         reverse=_bool(fields, "reverse", defaults.reverse),
         force=_bool(fields, "force", defaults.force),
+        mode=_choice(fields, "mode", defaults.mode, MODES),
+        max_dirty_keys=_int(fields, "max_dirty_keys", defaults.max_dirty_keys, 0, 10_000_000),
+        verify_sample=_int(fields, "verify_sample", defaults.verify_sample, 0, 1_000_000),
+        max_copy_ops=_int(fields, "max_copy_ops", defaults.max_copy_ops, 0, 100_000_000),
+        max_copy_bytes=_int(fields, "max_copy_bytes", defaults.max_copy_bytes, 0, 1 << 40),
+        fence=_choice(fields, "fence", defaults.fence, FENCES),
     )

@@ -13,7 +13,9 @@ from typing import Any
 from redis_proxy.events import Events
 
 # The phases in order. "idle": none has run since the proxy started.
-PHASES = ("idle", "preflight", "replicate", "catch-up", "promote", "switch")
+# Replica mode: preflight, replicate, catch-up, promote, switch; copy mode:
+# preflight, copy, converge, cutover, switch.
+PHASES = ("idle", "preflight", "replicate", "catch-up", "promote", "copy", "converge", "cutover", "switch")
 RESULTS = ("done", "failed", "aborted")
 
 
@@ -31,6 +33,18 @@ class SwitchoverStatus:
     attempt: int = 0  # catch-up attempts so far (1 + retries at most)
     sync_total_bytes: int = 0  # the target's full sync, for a progress bar (0: none in progress)
     sync_read_bytes: int = 0
+    mode: str = "replica"
+    # Copy mode. keys_total: the source's keys when the copy began (DBSIZE), so keys_scanned / keys_total is
+    # the scan's progress, approximately: SCAN may return a key twice, and keys come and go meanwhile.
+    keys_total: int = 0
+    keys_scanned: int = 0
+    keys_copied: int = 0
+    bytes_copied: int = 0
+    dirty_keys: int = 0
+    rounds: int = 0
+    verify_checked: int = 0
+    verify_mismatches: int = 0
+    verify_examples: list[dict[str, Any]] = field(default_factory=list)
     _events: Events | None = field(default=None, repr=False)
 
     @property
@@ -76,5 +90,15 @@ class SwitchoverStatus:
             "attempt": self.attempt,
             "sync_total_bytes": self.sync_total_bytes,
             "sync_read_bytes": self.sync_read_bytes,
+            "mode": self.mode,
+            "keys_total": self.keys_total,
+            "keys_scanned": self.keys_scanned,
+            "keys_copied": self.keys_copied,
+            "bytes_copied": self.bytes_copied,
+            "dirty_keys": self.dirty_keys,
+            "rounds": self.rounds,
+            "verify_checked": self.verify_checked,
+            "verify_mismatches": self.verify_mismatches,
+            "verify_examples": self.verify_examples,
             "events": self.events,
         }

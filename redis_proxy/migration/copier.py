@@ -1,0 +1,236 @@
+"""Copying keys from one server to another without replication: SCAN, DUMP + PTTL, RESTORE ... REPLACE.
+
+Memory stays bounded: keys go in chunks of at most CHUNK_KEYS keys and
+about CHUNK_BYTES of values (MEMORY USAGE estimates each key first), and a
+key bigger than that goes alone. A rate limit (keys and bytes per second)
+keeps the copy from crowding out production traffic on either server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from redis_proxy.config import UplinkConfig
+from redis_proxy.control.client import ControlPlaneError, control_client
+from redis_proxy.migration.verify import KeyState, Mismatch, compare_states, needs_values, value_of
+
+SCAN_COUNT = 500
+CHUNK_KEYS = 200
+CHUNK_BYTES = 4 * 1024 * 1024
+TIMEOUT_S = 30.0  # one request; a large key's DUMP or RESTORE takes a while
+
+
+class CopyError(Exception):
+    """The copy cannot go on; a readable line naming the server."""
+
+
+@dataclass
+class CopyCounters:
+    keys_scanned: int = 0
+    keys_copied: int = 0  # RESTOREs and DELs done on the target
+    bytes_copied: int = 0  # DUMP payload bytes restored
+
+
+class RateLimit:
+    """At most `ops` keys and `nbytes` bytes per second (0: no limit), smoothed over a short window."""
+
+    def __init__(self, ops: int, nbytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ops, self.nbytes, self.clock = ops, nbytes, clock
+        self.started = clock()
+        self.done_ops = self.done_bytes = 0
+
+    def delay(self, ops: int, nbytes: int) -> float:
+        """Seconds to wait before doing this much more, and count it as done."""
+        now = self.clock()
+        if now - self.started > 1.0:  # a new window: earlier idleness is not credit for a burst
+            self.started, self.done_ops, self.done_bytes = now, 0, 0
+        self.done_ops += ops
+        self.done_bytes += nbytes
+        wait = 0.0
+        if self.ops:
+            wait = max(wait, self.done_ops / self.ops - (now - self.started))
+        if self.nbytes:
+            wait = max(wait, self.done_bytes / self.nbytes - (now - self.started))
+        return wait
+
+
+class Side:
+    """One server's connections, one per database (each SELECTs its own)."""
+
+    def __init__(self, name: str, uplink: UplinkConfig) -> None:
+        self.name, self.uplink = name, uplink
+        self._clients: dict[int, aioredis.Redis] = {}
+
+    def client(self, db: int) -> aioredis.Redis:
+        found = self._clients.get(db)
+        if found is None:
+            found = self._clients[db] = control_client(self.uplink, TIMEOUT_S, db)
+        return found
+
+    async def run(self, db: int, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Pipelined commands; a reply that is an error comes back as the exception, in its place."""
+        try:
+            async with self.client(db).pipeline(transaction=False) as pipe:
+                for args in commands:
+                    pipe.execute_command(*args)
+                return list(await pipe.execute(raise_on_error=False))
+        except (RedisError, OSError) as exc:
+            raise ControlPlaneError(f"{self.name}: {exc}") from None
+
+    async def call(self, db: int, *args: Any) -> Any:
+        try:
+            return await self.client(db).execute_command(*args)
+        except (RedisError, OSError) as exc:
+            raise ControlPlaneError(f"{self.name}: {' '.join(str(a) for a in args[:2])} failed: {exc}") from None
+
+    async def command_table(self) -> list[Any]:
+        """The raw reply of COMMAND (redis-py would turn it into dicts, losing the key specifications' shape)."""
+        client = control_client(self.uplink, TIMEOUT_S)
+        client.set_response_callback("COMMAND", lambda response, **_: response)
+        try:
+            return list(await client.execute_command("COMMAND"))
+        except (RedisError, OSError) as exc:
+            raise ControlPlaneError(f"{self.name}: COMMAND failed: {exc}") from None
+        finally:
+            await client.aclose()
+
+    async def keyspace(self) -> dict[int, int]:
+        """{db: keys} of the databases holding keys (INFO keyspace)."""
+        try:
+            info = await self.client(0).info("keyspace")
+        except (RedisError, OSError) as exc:
+            raise ControlPlaneError(f"{self.name}: INFO keyspace failed: {exc}") from None
+        return {int(name[2:]): int(v["keys"]) for name, v in info.items() if name.startswith("db") and isinstance(v, dict)}
+
+    async def scan(self, db: int, cursor: int) -> tuple[int, list[bytes]]:
+        cursor, keys = await self.call(db, "SCAN", cursor, "COUNT", SCAN_COUNT)
+        return int(cursor), list(keys)
+
+    async def states(self, db: int, keys: list[bytes]) -> list[KeyState]:
+        """TYPE, DUMP and PTTL of each key, in one round trip."""
+        replies = await self.run(db, [cmd for key in keys for cmd in (("TYPE", key), ("DUMP", key), ("PTTL", key))])
+        out = []
+        for i in range(len(keys)):
+            kind, payload, pttl = replies[3 * i: 3 * i + 3]
+            for reply in (kind, payload, pttl):
+                if isinstance(reply, Exception):
+                    raise ControlPlaneError(f"{self.name}: {reply}")
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            out.append(KeyState(None if kind == "none" or payload is None else kind, payload, int(pttl)))
+        return out
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+
+class Copier:
+    def __init__(
+        self, source: Side, target: Side, limit: RateLimit, counters: CopyCounters,
+        check: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.source, self.target, self.limit, self.counters = source, target, limit, counters
+        self.check = check  # raises to stop between chunks (an abort)
+
+    async def full_pass(self, db: int) -> None:
+        """Every key of `db`: copy what the source has, then delete from the target what it lacks."""
+        cursor = 0
+        while True:
+            self.check()
+            cursor, keys = await self.source.scan(db, cursor)
+            self.counters.keys_scanned += len(keys)
+            if keys:
+                await self.copy(db, keys)
+            if cursor == 0:
+                break
+        await self.sweep(db)
+
+    async def sweep(self, db: int) -> None:
+        """Delete from the target's `db` the keys the source does not have."""
+        cursor = 0
+        while True:
+            self.check()
+            cursor, keys = await self.target.scan(db, cursor)
+            if keys:
+                exists = await self.source.run(db, [("EXISTS", key) for key in keys])
+                gone = [key for key, n in zip(keys, exists, strict=True) if n == 0]
+                if gone:
+                    await self.target.run(db, [("DEL", key) for key in gone])
+                    self.counters.keys_copied += len(gone)
+            if cursor == 0:
+                break
+
+    async def copy(self, db: int, keys: Iterable[bytes]) -> None:
+        """Copy these keys of `db` as they are now on the source (a key it lacks is deleted on the target)."""
+        for chunk in await self._chunks(db, list(keys)):
+            self.check()
+            await self._copy_chunk(db, chunk)
+
+    async def _chunks(self, db: int, keys: list[bytes]) -> list[list[bytes]]:
+        usage = await self.source.run(db, [("MEMORY", "USAGE", key) for key in keys])
+        chunks: list[list[bytes]] = []
+        chunk: list[bytes] = []
+        size = 0
+        for key, used in zip(keys, usage, strict=True):
+            used = used if isinstance(used, int) else 0
+            if chunk and (len(chunk) >= CHUNK_KEYS or size + used > CHUNK_BYTES):
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(key)
+            size += used
+        if chunk:
+            chunks.append(chunk)
+        return chunks
+
+    async def _copy_chunk(self, db: int, keys: list[bytes]) -> None:
+        replies = await self.source.run(db, [cmd for key in keys for cmd in (("DUMP", key), ("PTTL", key))])
+        writes: list[tuple[Any, ...]] = []
+        nbytes = 0
+        for i, key in enumerate(keys):
+            payload, pttl = replies[2 * i], replies[2 * i + 1]
+            if isinstance(payload, Exception) or isinstance(pttl, Exception):
+                raise CopyError(f"{self.source.name}: DUMP/PTTL of a key failed: {payload if isinstance(payload, Exception) else pttl}")
+            if payload is None or pttl == -2:
+                writes.append(("DEL", key))
+            else:
+                writes.append(("RESTORE", key, max(0, int(pttl)), payload, "REPLACE"))
+                nbytes += len(payload)
+        wait = self.limit.delay(len(keys), nbytes)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        results = await self.target.run(db, writes)
+        for result in results:
+            if isinstance(result, Exception):
+                raise CopyError(f"{self.target.name}: RESTORE failed: {result}")
+        self.counters.keys_copied += len(keys)
+        self.counters.bytes_copied += nbytes
+
+    async def random_keys(self, db: int, count: int) -> set[bytes]:
+        replies = await self.source.run(db, [("RANDOMKEY",)] * count)
+        return {key for key in replies if isinstance(key, bytes)}
+
+    async def compare(self, db: int, keys: list[bytes], tolerance_ms: int) -> list[Mismatch]:
+        """Compare these keys of `db` on both sides now; the mismatches."""
+        out: list[Mismatch] = []
+        for start in range(0, len(keys), CHUNK_KEYS):
+            self.check()
+            chunk = keys[start: start + CHUNK_KEYS]
+            src, tgt = await asyncio.gather(self.source.states(db, chunk), self.target.states(db, chunk))
+            for key, a, b in zip(chunk, src, tgt, strict=True):
+                if needs_values(a, b):  # different payloads of one type: another RDB version, maybe the same value
+                    a = a.with_value(await value_of(self.source.client(db), key, a.kind))
+                    b = b.with_value(await value_of(self.target.client(db), key, b.kind))
+                found = compare_states(a, b, tolerance_ms)
+                if found is not None:
+                    out.append(Mismatch(db, key, *found))
+        return out
+
+    async def close(self) -> None:
+        await asyncio.gather(self.source.close(), self.target.close())

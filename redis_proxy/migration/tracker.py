@@ -1,0 +1,99 @@
+"""The keys clients may have written since a copy-mode migration started: what the next round copies again.
+
+Sessions report marks (session/write_tracking.py) once the commands that
+may have written them are answered; the migration takes the set a round
+at a time. Plain data and sets, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis_proxy.migration.keyspecs import ALL_DBS, KeySpecs
+from redis_proxy.session.write_tracking import Mark
+
+
+@dataclass
+class Dirty:
+    """One round's work: keys per database, and databases to copy whole (their keys unknown)."""
+
+    keys: dict[int, set[bytes]] = field(default_factory=dict)
+    whole: set[int] = field(default_factory=set)  # may hold ALL_DBS
+    all_dbs: bool = False
+
+    def __len__(self) -> int:
+        return sum(map(len, self.keys.values()))
+
+    @property
+    def empty(self) -> bool:
+        return not self.keys and not self.whole and not self.all_dbs
+
+
+# Redis cannot list its script cache: the scripts clients load during the
+# migration are all the proxy can carry over (at most this many).
+MAX_SCRIPTS = 10_000
+_SCRIPT_NAMES = frozenset(n for name in (b"SCRIPT", b"EVAL") for n in (name, name.lower(), name.title()))
+
+
+class WriteTracker:
+    def __init__(self, specs: KeySpecs) -> None:
+        self.specs = specs
+        self.scripts: dict[bytes, None] = {}  # bodies, in the order seen
+        self.dirty = Dirty()
+        self.marked = 0  # marks received, for the events
+
+    # -- what sessions call (Marks) -----------------------------------------------------------
+
+    def writes(self, command: list[bytes], db: int) -> list[Mark] | None:
+        found = self.specs.writes(command, db)
+        if command[0] in _SCRIPT_NAMES and len(command) > 1:
+            self._script(command)
+        return found
+
+    def _script(self, command: list[bytes]) -> None:
+        """Remember the bodies of scripts clients load (SCRIPT LOAD, EVAL): the target's cache needs them."""
+        name = command[0].upper()
+        if name == b"SCRIPT" and len(command) == 3 and command[1].upper() == b"LOAD":
+            body = command[2]
+        elif name == b"EVAL":
+            body = command[1]
+        else:
+            return
+        if body not in self.scripts and len(self.scripts) < MAX_SCRIPTS:
+            self.scripts[body] = None
+
+    def mark(self, marks: list[Mark]) -> None:
+        dirty = self.dirty
+        self.marked += len(marks)
+        for db, key in marks:
+            if key is None:
+                if db == ALL_DBS:
+                    dirty.all_dbs = True
+                else:
+                    dirty.whole.add(db)
+            else:
+                keys = dirty.keys.get(db)
+                if keys is None:
+                    keys = dirty.keys[db] = set()
+                keys.add(key)
+
+    # -- what the migration calls --------------------------------------------------------------
+
+    def take(self) -> Dirty:
+        taken, self.dirty = self.dirty, Dirty()
+        return taken
+
+    def mark_dirty(self, taken: Dirty) -> None:
+        """Put back a round's work that was not finished."""
+        dirty = self.dirty
+        dirty.all_dbs |= taken.all_dbs
+        dirty.whole |= taken.whole
+        for db, keys in taken.keys.items():
+            dirty.keys.setdefault(db, set()).update(keys)
+
+    def __len__(self) -> int:
+        return len(self.dirty)
+
+    @property
+    def needs_whole(self) -> bool:
+        return self.dirty.all_dbs or bool(self.dirty.whole)
