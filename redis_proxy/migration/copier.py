@@ -14,15 +14,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+import hiredis
 
 from redis_proxy.config import UplinkConfig
-from redis_proxy.control.client import ControlPlaneError, control_client
-from redis_proxy.migration.verify import KeyState, Mismatch, compare_states, needs_values, value_of
+from redis_proxy.control.client import ControlPlaneError
+from redis_proxy.migration.wire import Pipe, open_pipe
+from redis_proxy.migration.verify import KeyState, Mismatch, comparable, compare_states, needs_values, value_command
 
 SCAN_COUNT = 500
 CHUNK_KEYS = 200
+COMPARE_KEYS = 1000  # keys compared per round trip (their values are not kept)
 CHUNK_BYTES = 4 * 1024 * 1024
 TIMEOUT_S = 30.0  # one request; a large key's DUMP or RESTORE takes a while
 
@@ -62,52 +63,53 @@ class RateLimit:
 
 
 class Side:
-    """One server's connections, one per database (each SELECTs its own)."""
+    """One server's pipelining connections, one per database (each SELECTs its own)."""
 
     def __init__(self, name: str, uplink: UplinkConfig) -> None:
         self.name, self.uplink = name, uplink
-        self._clients: dict[int, aioredis.Redis] = {}
+        self._pipes: dict[int, Pipe] = {}
+        self._opening: dict[int, asyncio.Lock] = {}
 
-    def client(self, db: int) -> aioredis.Redis:
-        found = self._clients.get(db)
-        if found is None:
-            found = self._clients[db] = control_client(self.uplink, TIMEOUT_S, db)
-        return found
+    async def _pipe(self, db: int) -> Pipe:
+        lock = self._opening.setdefault(db, asyncio.Lock())
+        async with lock:  # one connection per database, however many callers
+            pipe = self._pipes.get(db)
+            if pipe is None or pipe.lost is not None:
+                pipe = self._pipes[db] = await open_pipe(self.uplink, db, TIMEOUT_S, self.name)
+            return pipe
 
     async def run(self, db: int, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Pipelined commands; a reply that is an error comes back as the exception, in its place."""
-        try:
-            async with self.client(db).pipeline(transaction=False) as pipe:
-                for args in commands:
-                    pipe.execute_command(*args)
-                return list(await pipe.execute(raise_on_error=False))
-        except (RedisError, OSError) as exc:
-            raise ControlPlaneError(f"{self.name}: {exc}") from None
+        """Pipelined commands; a reply that is an error comes back as the exception (hiredis.ReplyError), in its place."""
+        if not commands:
+            return []
+        pipe = await self._pipe(db)
+        lock = self._opening[db]
+        async with lock:  # a pipe runs one batch at a time
+            try:
+                return await pipe.run(commands, TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                pipe.close()
+                raise ControlPlaneError(f"{self.name}: {exc or 'no answer within {TIMEOUT_S:g} s'}") from None
 
     async def call(self, db: int, *args: Any) -> Any:
-        try:
-            return await self.client(db).execute_command(*args)
-        except (RedisError, OSError) as exc:
-            raise ControlPlaneError(f"{self.name}: {' '.join(str(a) for a in args[:2])} failed: {exc}") from None
+        reply = (await self.run(db, [args]))[0]
+        if isinstance(reply, hiredis.ReplyError):
+            raise ControlPlaneError(f"{self.name}: {' '.join(str(a) for a in args[:2])} failed: {reply}")
+        return reply
 
     async def command_table(self) -> list[Any]:
-        """The raw reply of COMMAND (redis-py would turn it into dicts, losing the key specifications' shape)."""
-        client = control_client(self.uplink, TIMEOUT_S)
-        client.set_response_callback("COMMAND", lambda response, **_: response)
-        try:
-            return list(await client.execute_command("COMMAND"))
-        except (RedisError, OSError) as exc:
-            raise ControlPlaneError(f"{self.name}: COMMAND failed: {exc}") from None
-        finally:
-            await client.aclose()
+        """The raw reply of COMMAND, as KeySpecs reads it."""
+        return list(await self.call(0, "COMMAND"))
 
     async def keyspace(self) -> dict[int, int]:
-        """{db: keys} of the databases holding keys (INFO keyspace)."""
-        try:
-            info = await self.client(0).info("keyspace")
-        except (RedisError, OSError) as exc:
-            raise ControlPlaneError(f"{self.name}: INFO keyspace failed: {exc}") from None
-        return {int(name[2:]): int(v["keys"]) for name, v in info.items() if name.startswith("db") and isinstance(v, dict)}
+        """{db: keys} of the databases holding keys (INFO keyspace: "db0:keys=1,expires=0,avg_ttl=0")."""
+        text = (await self.call(0, "INFO", "keyspace")).decode(errors="replace")
+        out: dict[int, int] = {}
+        for line in text.splitlines():
+            if line.startswith("db") and ":keys=" in line:
+                name, fields = line.split(":", 1)
+                out[int(name[2:])] = int(fields.split(",", 1)[0].split("=", 1)[1])
+        return out
 
     async def scan(self, db: int, cursor: int) -> tuple[int, list[bytes]]:
         cursor, keys = await self.call(db, "SCAN", cursor, "COUNT", SCAN_COUNT)
@@ -120,15 +122,21 @@ class Side:
         for i in range(len(keys)):
             kind, payload, pttl = replies[3 * i: 3 * i + 3]
             for reply in (kind, payload, pttl):
-                if isinstance(reply, Exception):
+                if isinstance(reply, hiredis.ReplyError):
                     raise ControlPlaneError(f"{self.name}: {reply}")
             kind = kind.decode() if isinstance(kind, bytes) else str(kind)
             out.append(KeyState(None if kind == "none" or payload is None else kind, payload, int(pttl)))
         return out
 
+    async def values(self, db: int, keys: list[tuple[bytes, str | None]]) -> list[Any]:
+        """Whole values of these (key, type) pairs, comparable across servers, in one round trip."""
+        replies = await self.run(db, [value_command(key, kind) for key, kind in keys])
+        return [comparable(kind, reply) for (_, kind), reply in zip(keys, replies, strict=True)]
+
     async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+        pipes, self._pipes = list(self._pipes.values()), {}
+        for pipe in pipes:
+            pipe.close()
 
 
 class Copier:
@@ -195,7 +203,7 @@ class Copier:
         nbytes = 0
         for i, key in enumerate(keys):
             payload, pttl = replies[2 * i], replies[2 * i + 1]
-            if isinstance(payload, Exception) or isinstance(pttl, Exception):
+            if isinstance(payload, hiredis.ReplyError) or isinstance(pttl, hiredis.ReplyError):
                 raise CopyError(f"{self.source.name}: DUMP/PTTL of a key failed: {payload if isinstance(payload, Exception) else pttl}")
             if payload is None or pttl == -2:
                 writes.append(("DEL", key))
@@ -207,7 +215,7 @@ class Copier:
             await asyncio.sleep(wait)
         results = await self.target.run(db, writes)
         for result in results:
-            if isinstance(result, Exception):
+            if isinstance(result, hiredis.ReplyError):
                 raise CopyError(f"{self.target.name}: RESTORE failed: {result}")
         self.counters.keys_copied += len(keys)
         self.counters.bytes_copied += nbytes
@@ -219,14 +227,19 @@ class Copier:
     async def compare(self, db: int, keys: list[bytes], tolerance_ms: int) -> list[Mismatch]:
         """Compare these keys of `db` on both sides now; the mismatches."""
         out: list[Mismatch] = []
-        for start in range(0, len(keys), CHUNK_KEYS):
+        for start in range(0, len(keys), COMPARE_KEYS):
             self.check()
-            chunk = keys[start: start + CHUNK_KEYS]
+            chunk = keys[start: start + COMPARE_KEYS]
             src, tgt = await asyncio.gather(self.source.states(db, chunk), self.target.states(db, chunk))
+            # Different payloads of one type: a set or hash in hash order (each server seeds its own), or
+            # another RDB version. The values decide, read in one round trip per side.
+            differ = [(i, (chunk[i], src[i].kind)) for i in range(len(chunk)) if needs_values(src[i], tgt[i])]
+            if differ:
+                pairs = [pair for _, pair in differ]
+                a_values, b_values = await asyncio.gather(self.source.values(db, pairs), self.target.values(db, pairs))
+                for (i, _), a_value, b_value in zip(differ, a_values, b_values, strict=True):
+                    src[i], tgt[i] = src[i].with_value(a_value), tgt[i].with_value(b_value)
             for key, a, b in zip(chunk, src, tgt, strict=True):
-                if needs_values(a, b):  # different payloads of one type: another RDB version, maybe the same value
-                    a = a.with_value(await value_of(self.source.client(db), key, a.kind))
-                    b = b.with_value(await value_of(self.target.client(db), key, b.kind))
                 found = compare_states(a, b, tolerance_ms)
                 if found is not None:
                     out.append(Mismatch(db, key, *found))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import redis.asyncio as aioredis
 
 EXAMPLES = 20  # mismatches kept as examples in a report
 
@@ -69,19 +68,30 @@ def compare_states(src: KeyState, tgt: KeyState, tolerance_ms: int) -> tuple[str
     return None
 
 
-async def value_of(client: aioredis.Redis, key: bytes, kind: str | None) -> Any:
-    """A key's value in a form that compares equal across servers (None for a type not known here)."""
+def value_command(key: bytes, kind: str | None) -> tuple[Any, ...]:
+    """The read that gives a key's whole value (for a type not known here: one that answers nothing useful)."""
     if kind == "string":
-        return await client.execute_command("GET", key)
+        return ("GET", key)
     if kind == "list":
-        return await client.execute_command("LRANGE", key, 0, -1)
+        return ("LRANGE", key, 0, -1)
     if kind == "set":
-        return sorted(await client.execute_command("SMEMBERS", key))
+        return ("SMEMBERS", key)
     if kind == "zset":
-        return await client.execute_command("ZRANGE", key, 0, -1, "WITHSCORES")
+        return ("ZRANGE", key, 0, -1, "WITHSCORES")
     if kind == "hash":
-        return sorted((await client.execute_command("HGETALL", key)).items())
+        return ("HGETALL", key)
     if kind == "stream":
         # Entries only: consumer groups and their pending lists are compared by payload alone.
-        return await client.execute_command("XRANGE", key, "-", "+")
-    return None
+        return ("XRANGE", key, "-", "+")
+    return ("TYPE", key)
+
+
+def comparable(kind: str | None, reply: Any) -> Any:
+    """A value as read by value_command, in a form that compares equal across servers (None: differs anyway)."""
+    if isinstance(reply, Exception) or kind not in ("string", "list", "set", "zset", "hash", "stream"):
+        return None
+    if kind == "set":
+        return sorted(reply)
+    if kind == "hash":
+        return sorted(zip(reply[::2], reply[1::2], strict=True))
+    return reply
