@@ -202,6 +202,14 @@ JS = r"""
       rows.push(["full sync", total < 0 ? "the source is writing its snapshot" : (so.sync_read_bytes || 0) + " of " + total + " bytes", ""]);
     }
     if (so.attempt) { rows.push(["catch-up attempt", so.attempt, ""]); }
+    if (so.mode === "copy") {
+      rows.push(
+        ["keys scanned", (so.keys_scanned || 0) + " of ~" + (so.keys_total || 0), ""],
+        ["keys copied", (so.keys_copied || 0) + " (" + (so.bytes_copied || 0) + " bytes)", ""],
+        ["dirty keys", (so.dirty_keys || 0) + " after round " + (so.rounds || 0), ""],
+        ["verified", (so.verify_checked || 0) + " keys, " + (so.verify_mismatches || 0) + " mismatches", ""]
+      );
+    }
     rows.push(
       ["clients held ms", so.held_ms == null ? DASH : so.held_ms, ""],
       ["result", outcome, cls],

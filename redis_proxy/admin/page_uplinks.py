@@ -126,6 +126,13 @@ def switchover_rows(so: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("full sync", progress, ""))
     if so.get("attempt"):
         rows.append(("catch-up attempt", str(so["attempt"]), ""))
+    if so.get("mode") == "copy":
+        rows += [
+            ("keys scanned", f"{so.get('keys_scanned', 0)} of ~{so.get('keys_total', 0)}", ""),
+            ("keys copied", f"{so.get('keys_copied', 0)} ({so.get('bytes_copied', 0)} bytes)", ""),
+            ("dirty keys", f"{so.get('dirty_keys', 0)} after round {so.get('rounds', 0)}", ""),
+            ("verified", f"{so.get('verify_checked', 0)} keys, {so.get('verify_mismatches', 0)} mismatches", ""),
+        ]
     rows += [
         ("clients held ms", DASH if so.get("held_ms") is None else str(so["held_ms"]), ""),
         ("result", outcome, cls),

@@ -163,3 +163,40 @@ def test_compare_reports_differences_without_switching(redis_factory: Factory, p
     assert set(problems) == {"differs", "only-source", "only-target", "ttl"}
     assert admin.info()["uplink_name"] == "old"
     assert status(admin)["phase"] == "idle"
+
+
+LIBRARY = "#!lua name=mylib\nredis.register_function('myincr', function(keys, args) return redis.call('INCR', keys[1]) end)"
+
+
+def test_scripts_loaded_meanwhile_and_functions_come_along(redis_factory: Factory, proxy_factory: Factory) -> None:
+    old, new, proxy, admin = two_servers(redis_factory, proxy_factory)
+    fill(old.client(), 20_000, large=0)
+    old.client().function_load(LIBRARY)
+    client = proxy.client()
+    start(admin, "new", mode="copy", max_copy_ops=10_000)
+    wait_phase(admin, "copy")
+    sha = client.script_load("return redis.call('INCR', KEYS[1])")
+    assert client.evalsha(sha, 1, "by-script") == 1
+    body = wait_result(admin, timeout=60)
+    assert body["result"] == "done", messages(body)
+    assert client.evalsha(sha, 1, "by-script") == 2  # on the target now
+    assert client.fcall("myincr", 1, "by-function") == 1
+
+
+def test_writes_in_other_databases_move_and_swapdb(redis_factory: Factory, proxy_factory: Factory) -> None:
+    old, new, proxy, admin = two_servers(redis_factory, proxy_factory)
+    fill(old.client(), 20_000, large=0)
+    old.client(db=3).set("in-3", "x")
+    client = proxy.client()
+    pipe = client.pipeline(transaction=False)
+    start(admin, "new", mode="copy", max_copy_ops=10_000)
+    wait_phase(admin, "copy")
+    time.sleep(0.3)
+    pipe.execute_command("SELECT", "1").set("db1-key", "1").execute_command("MOVE", "db1-key", "2")
+    pipe.execute_command("SWAPDB", "3", "4").execute_command("SELECT", "0").delete("pre:0:0").set("last", "1")
+    pipe.execute()
+    body = wait_result(admin, timeout=60)
+    assert body["result"] == "done", messages(body)
+    assert new.client(db=1).exists("db1-key") == 0 and new.client(db=2).get("db1-key") == b"1"
+    assert new.client(db=3).keys() == [] and new.client(db=4).get("in-3") == b"x"
+    assert new.client().exists("pre:0:0") == 0 and new.client().get("last") == b"1"

@@ -13,6 +13,14 @@ def test_defaults_and_values() -> None:
     assert options == Options(max_lag_bytes=0, max_hold_ms=50, retries=1, reverse=False, force=True)
 
 
+def test_copy_mode_options() -> None:
+    options = parse_options(
+        {"mode": "copy", "max_dirty_keys": "10", "verify_sample": "0", "max_copy_ops": "0", "max_copy_bytes": 5, "fence": "pause"}
+    )
+    assert options == Options(mode="copy", max_dirty_keys=10, verify_sample=0, max_copy_ops=0, max_copy_bytes=5, fence="pause")
+    assert (Options().mode, Options().max_dirty_keys, Options().verify_sample) == ("replica", 1000, 1000)
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -20,6 +28,9 @@ def test_defaults_and_values() -> None:
         ({"max_hold_ms": True}, "max_hold_ms must be an integer"),
         ({"retries": "-1"}, "retries must be an integer"),
         ({"reverse": "maybe"}, "reverse must be true or false"),
+        ({"mode": "rsync"}, "mode must be one of: replica, copy"),
+        ({"fence": "wall"}, "fence must be one of: proxy, pause, refuse"),
+        ({"max_copy_ops": "-5"}, "max_copy_ops must be an integer"),
     ],
 )
 def test_bad_values_are_named(fields: dict[str, object], message: str) -> None:
