@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,9 +143,13 @@ class Copier:
     def __init__(
         self, source: Side, target: Side, limit: RateLimit, counters: CopyCounters,
         check: Callable[[], None] = lambda: None,
+        pace: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.source, self.target, self.limit, self.counters = source, target, limit, counters
         self.check = check  # raises to stop between chunks (an abort)
+        self.pace = pace  # the rate limit's waits (an abort must cut them short)
+        self._last_bytes = 0  # the previous chunk's bytes: counted into the next chunk's wait
+        self.paced = True  # False while clients are held: then every millisecond of waiting is theirs
 
     async def full_pass(self, db: int) -> None:
         """Every key of `db`: copy what the source has, then delete from the target what it lacks."""
@@ -198,6 +202,10 @@ class Copier:
         return chunks
 
     async def _copy_chunk(self, db: int, keys: list[bytes]) -> None:
+        # Paced before the DUMP: a wait between DUMP and RESTORE would shorten every TTL by it.
+        wait = self.limit.delay(len(keys), self._last_bytes) if self.paced else 0.0
+        if wait > 0:
+            await self.pace(wait)
         replies = await self.source.run(db, [cmd for key in keys for cmd in (("DUMP", key), ("PTTL", key))])
         writes: list[tuple[Any, ...]] = []
         nbytes = 0
@@ -210,15 +218,13 @@ class Copier:
             else:
                 writes.append(("RESTORE", key, max(0, int(pttl)), payload, "REPLACE"))
                 nbytes += len(payload)
-        wait = self.limit.delay(len(keys), nbytes)
-        if wait > 0:
-            await asyncio.sleep(wait)
         results = await self.target.run(db, writes)
         for result in results:
             if isinstance(result, hiredis.ReplyError):
                 raise CopyError(f"{self.target.name}: RESTORE failed: {result}")
         self.counters.keys_copied += len(keys)
         self.counters.bytes_copied += nbytes
+        self._last_bytes = nbytes
 
     async def random_keys(self, db: int, count: int) -> set[bytes]:
         replies = await self.source.run(db, [("RANDOMKEY",)] * count)

@@ -5,8 +5,8 @@ place) when a copy-mode migration starts and goes back to `SessionCore`
 when it ends, so the hot path costs nothing while no migration runs: the
 plain `SessionCore` has no check for it at all.
 
-While tracking, every command goes the held way (`_hold_batch`), where it
-is seen one by one. A key is marked dirty when the command that may write
+While tracking, every forwarded command is seen: a batch on the hot path
+(`_on_batch`), or one by one the held way (`_forward`, `_apply`). A key is marked dirty when the command that may write
 it has been *answered*, not when it is sent: a copy of the key taken
 between the send and the execution would otherwise miss the write for
 good. Answered means the session's count of answered commands reached the
@@ -68,10 +68,18 @@ class TrackingSessionCore(SessionCore):
     # -- seeing every command ----------------------------------------------------------------
 
     def _on_batch(self, batch: Batch) -> None:
-        if self.trace is not None:
+        outstanding, sent = self.outstanding, self.sent_total
+        super()._on_batch(batch)
+        # The hot path forwards a whole batch without `_expect` (inlined) or
+        # `_forward`: seen here as in-flight growth `_expect` did not count.
+        # (No reply can arrive during the call, so `outstanding` only grew.)
+        hot = (self.outstanding - outstanding) - (self.sent_total - sent)
+        if hot > 0:
+            self.sent_total += hot
+            marks: list[Mark] = []
             for command in batch.commands:
-                self.trace("->", command)
-        self._hold_batch(batch)
+                self._writes(command, marks)
+            self._after_send(marks, self.in_multi)
 
     def _expect(self, entry: Pending, count: int) -> None:
         self.sent_total += count

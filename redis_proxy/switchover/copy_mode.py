@@ -48,6 +48,7 @@ class CopySwitchover(Switchover):
         self.copier = Copier(
             Side(self.source.name, self.source.config), Side(self.target.name, self.target.config),
             RateLimit(options.max_copy_ops, options.max_copy_bytes), self.counters, self._between_chunks,
+            lambda seconds: self._io(asyncio.sleep(seconds)),
         )
 
     def start(self) -> None:
@@ -268,6 +269,7 @@ class CopySwitchover(Switchover):
             return None
         deadline = started + hold_s
         dirty = self._tracker.take()  # drained: every write the clients were answered is in it
+        self.copier.paced = False
         try:
             await self._pause_source_writes(deadline)
             await self._bounded(self._guard(self._copy_dirty(dirty)), deadline)
@@ -290,6 +292,8 @@ class CopySwitchover(Switchover):
         except BaseException:
             self._tracker.mark_dirty(dirty)  # a failure rolls back; keep the set whole anyway
             raise
+        finally:
+            self.copier.paced = True
         self._tracker.mark_dirty(dirty)  # whatever the hold did not finish is copied again
         self._release()
         await self._unpause_source_writes()
