@@ -139,6 +139,13 @@ def _switchover(proxy: Proxy) -> Iterable[Metric]:
             "The running switchover's replication lag: source offset minus target offset.",
             value=status.lag_bytes,
         )
+    if status.running and status.mode == "copy":
+        for name, help_text in (
+            ("keys_copied", "The running copy-mode switchover's keys copied (RESTORE or DEL on the target) so far."),
+            ("bytes_copied", "The running copy-mode switchover's DUMP payload bytes copied so far."),
+            ("dirty_keys", "Keys written by clients since the copy took them, to copy again."),
+        ):
+            yield GaugeMetricFamily(f"{PREFIX}_switchover_{name}", help_text, value=getattr(status, name))
     finished = CounterMetricFamily(f"{PREFIX}_switchovers", "Finished switchovers, by result.", labels=["result"])
     for result in RESULTS:
         finished.add_metric([result], proxy.stats.switchovers.get(result, 0))

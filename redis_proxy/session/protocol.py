@@ -75,8 +75,6 @@ class ClientSession(asyncio.Protocol):
             context.gate, context.stats, context.listen_password, time.monotonic, self.limits, context.passthrough_auth,
             context.client_ids,
         )
-        if context.write_tracker is not None:
-            start_tracking(self.core, context.write_tracker)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -182,6 +180,10 @@ class ClientSession(asyncio.Protocol):
             return
         set_keepalive(transport, self.limits.keepalive)
         self.context.sessions.add(self)
+        if self.context.write_tracker is not None:
+            # A copy-mode migration runs: this session's writes are tracked from
+            # its first command (sessions already in the set were converted).
+            start_tracking(self.core, self.context.write_tracker)
         self.context.stats.clients_total += 1
         if self.context.gate.state == STOPPING:
             transport.close()

@@ -184,6 +184,8 @@ def start_tracking(core: SessionCore, marks: Marks) -> TrackingSessionCore:
     answered. An open transaction's queued commands are unknown too: the
     session's whole database is marked when its EXEC is answered.
     """
+    if isinstance(core, TrackingSessionCore) and core.marks is marks:
+        return core  # already tracked (a session that connected as the migration began)
     core.__class__ = TrackingSessionCore
     assert isinstance(core, TrackingSessionCore)
     core.marks = marks

@@ -115,6 +115,10 @@ def test_abort_leaves_the_source_serving(redis_factory: Factory, proxy_factory: 
         # Slow copying of a fast-changing keyspace: the copy, then converge, take seconds.
         start(admin, "new", mode="copy", max_copy_ops=2000, max_dirty_keys=0, max_hold_ms=5)
         wait_phase(admin, phase, timeout=30)
+        metrics = admin.get("/metrics").text
+        if phase == "copy":  # seconds long; converge and cutover alternate here
+            assert 'redis_proxy_switchover_phase{phase="copy"} 1.0' in metrics
+        assert "redis_proxy_switchover_dirty_keys " in metrics and "redis_proxy_switchover_keys_copied " in metrics
         response = admin.cmd("abort-switchover")
         assert response.status_code == 200, response.text
         body = wait_result(admin)
