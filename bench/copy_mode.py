@@ -114,6 +114,7 @@ def reset_target(port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--keys", type=int, default=200_000, help="keys on the source (DEBUG POPULATE)")
+    p.add_argument("--value-size", type=int, default=64, help="bytes per value (DEBUG POPULATE)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--requests", type=int, default=100_000, help="redis-benchmark requests per P1 run (P16: x10)")
     p.add_argument("--copy-ops", type=int, default=5000, help="the copy's rate while the bench measures tracking+copy")
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             src = start_redis("source", redis_server, workdir, procs)
             tgt = start_redis("target", redis_server, workdir, procs)
-            redis.Redis(port=src.port).execute_command("DEBUG", "POPULATE", args.keys, "pre", 64)
+            redis.Redis(port=src.port).execute_command("DEBUG", "POPULATE", args.keys, "pre", args.value_size)
             proxy, admin = start_proxy(src.port, tgt.port, workdir, procs)
             pipe_port = free_port()
             pipe_config = workdir / "pipe.json"
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                           "events": [e["msg"] for e in body["events"] if "round" in e["msg"] or "cutover" in e["msg"]]}
             print(f"under load: {json.dumps(under_load, indent=1)}")
             result = {"machine": platform.node(), "cpus": os.cpu_count(), "git": git_rev(),
-                      "redis": version_of(redis_server), "keys": args.keys, "throughput": summary, "runs": runs,
+                      "redis": version_of(redis_server), "keys": args.keys, "value_size": args.value_size, "throughput": summary, "runs": runs,
                       "copy_rate": rate, "under_load": under_load}
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps(result, indent=1))

@@ -150,6 +150,7 @@ class Copier:
         self.pace = pace  # the rate limit's waits (an abort must cut them short)
         self._last_bytes = 0  # the previous chunk's bytes: counted into the next chunk's wait
         self.paced = True  # False while clients are held: then every millisecond of waiting is theirs
+        self.cut_short: dict[int, set[bytes]] = {}  # keys of RESTORE batches whose outcome is unknown
 
     async def full_pass(self, db: int) -> None:
         """Every key of `db`: copy what the source has, then delete from the target what it lacks."""
@@ -181,9 +182,11 @@ class Copier:
 
     async def copy(self, db: int, keys: Iterable[bytes]) -> None:
         """Copy these keys of `db` as they are now on the source (a key it lacks is deleted on the target)."""
-        for chunk in await self._chunks(db, list(keys)):
-            self.check()
-            await self._copy_chunk(db, chunk)
+        keys = list(keys)
+        for start in range(0, len(keys), SCAN_COUNT):  # bounded: MEMORY USAGE for a group at a time
+            for chunk in await self._chunks(db, keys[start: start + SCAN_COUNT]):
+                self.check()
+                await self._copy_chunk(db, chunk)
 
     async def _chunks(self, db: int, keys: list[bytes]) -> list[list[bytes]]:
         usage = await self.source.run(db, [("MEMORY", "USAGE", key) for key in keys])
@@ -213,12 +216,20 @@ class Copier:
             payload, pttl = replies[2 * i], replies[2 * i + 1]
             if isinstance(payload, hiredis.ReplyError) or isinstance(pttl, hiredis.ReplyError):
                 raise CopyError(f"{self.source.name}: DUMP/PTTL of a key failed: {payload if isinstance(payload, Exception) else pttl}")
-            if payload is None or pttl == -2:
+            if payload is None or pttl == -2 or pttl == 0:
+                # PTTL 0: the key's last millisecond; RESTORE with TTL 0 would make it live for ever.
                 writes.append(("DEL", key))
             else:
                 writes.append(("RESTORE", key, max(0, int(pttl)), payload, "REPLACE"))
                 nbytes += len(payload)
-        results = await self.target.run(db, writes)
+        try:
+            results = await self.target.run(db, writes)
+        except BaseException:
+            # Cut short (a hold that ran out, an abort, a lost connection):
+            # some of these writes may still reach the target later, after a
+            # newer copy of the same key. They are copied again at the cutover.
+            self.cut_short.setdefault(db, set()).update(keys)
+            raise
         for result in results:
             if isinstance(result, hiredis.ReplyError):
                 raise CopyError(f"{self.target.name}: RESTORE failed: {result}")

@@ -32,12 +32,17 @@ class Dirty:
 # Redis cannot list its script cache: the scripts clients load during the
 # migration are all the proxy can carry over (at most this many).
 MAX_SCRIPTS = 10_000
-_SCRIPT_NAMES = frozenset(n for name in (b"SCRIPT", b"EVAL") for n in (name, name.lower(), name.title()))
+MAX_KEYS_PER_DB = 1_000_000  # beyond this many dirty keys in a database, it is copied whole instead
+# Commands the key specifications alone do not cover (scripts to remember, PFCOUNT).
+_SPECIAL = frozenset((b"SCRIPT", b"EVAL", b"EVAL_RO", b"EVALSHA", b"FCALL", b"PFCOUNT"))
+_SPECIAL_ANY_CASE = _SPECIAL | frozenset(name.lower() for name in _SPECIAL)
 
 
 class WriteTracker:
-    def __init__(self, specs: KeySpecs) -> None:
+    def __init__(self, specs: KeySpecs, trust_script_keys: bool = True) -> None:
         self.specs = specs
+        # False: every EVAL/EVALSHA/FCALL marks its whole database (scripts that write undeclared keys).
+        self.trust_script_keys = trust_script_keys
         self.scripts: dict[bytes, None] = {}  # bodies, in the order seen
         self.dirty = Dirty()
         self.marked = 0  # marks received, for the events
@@ -46,19 +51,25 @@ class WriteTracker:
 
     def writes(self, command: list[bytes], db: int) -> list[Mark] | None:
         found = self.specs.writes(command, db)
-        if command[0] in _SCRIPT_NAMES and len(command) > 1:
-            self._script(command)
+        name = command[0]
+        if name in _SPECIAL_ANY_CASE or (not name.isupper() and not name.islower() and name.upper() in _SPECIAL):
+            found = self._special(name.upper(), command, db, found)
         return found
 
-    def _script(self, command: list[bytes]) -> None:
-        """Remember the bodies of scripts clients load (SCRIPT LOAD, EVAL): the target's cache needs them."""
-        name = command[0].upper()
+    def _special(self, name: bytes, command: list[bytes], db: int, found: list[Mark] | None) -> list[Mark] | None:
+        if name == b"PFCOUNT":
+            # Flagged read-only, but it caches the count in the HyperLogLog: its DUMP changes.
+            return [(db, key) for key in command[1:]]
         if name == b"SCRIPT" and len(command) == 3 and command[1].upper() == b"LOAD":
-            body = command[2]
-        elif name == b"EVAL":
-            body = command[1]
-        else:
-            return
+            self._remember(command[2])
+        elif name in (b"EVAL", b"EVAL_RO") and len(command) > 1:
+            self._remember(command[1])
+        if not self.trust_script_keys and name in (b"EVAL", b"EVALSHA", b"FCALL"):
+            return [(db, None)]  # a script may write keys it does not declare
+        return found
+
+    def _remember(self, body: bytes) -> None:
+        """The bodies of scripts clients load (SCRIPT LOAD, EVAL): the target's script cache needs them."""
         if body not in self.scripts and len(self.scripts) < MAX_SCRIPTS:
             self.scripts[body] = None
 
@@ -74,8 +85,13 @@ class WriteTracker:
             else:
                 keys = dirty.keys.get(db)
                 if keys is None:
+                    if db in dirty.whole:
+                        continue  # copied whole anyway
                     keys = dirty.keys[db] = set()
                 keys.add(key)
+                if len(keys) > MAX_KEYS_PER_DB:  # memory stays bounded: the database is copied whole
+                    del dirty.keys[db]
+                    dirty.whole.add(db)
 
     # -- what the migration calls --------------------------------------------------------------
 

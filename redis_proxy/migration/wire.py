@@ -77,7 +77,7 @@ class Pipe(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()  # not close(): what is still buffered must not be sent
 
 
 async def open_pipe(uplink: UplinkConfig, db: int, timeout: float, name: str) -> Pipe:

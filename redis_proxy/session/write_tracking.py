@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from redis_proxy.session import routing
 from redis_proxy.session.core import SessionCore
-from redis_proxy.session.types import Action, Blocking, Held, Pending, SetDb, owed
+from redis_proxy.session.types import Action, Blocking, Held, Pending, SetDb, Tracked, owed
+
+ALL_DBS = -1  # as migration/keyspecs.py: a mark for every database
 
 if TYPE_CHECKING:
     from redis_proxy.resp import Batch
@@ -127,10 +129,14 @@ class TrackingSessionCore(SessionCore):
         # a connection's commands in order); a lost connection settles it.
         marks: list[Mark] = []
         self._writes(item.command, marks)
+        old_db = self.state.db
         super()._offpath(decision, item, now)
         if marks:
             self.marks.mark(marks)
             self.awaiting.append((self.sent_total + 1, marks))
+        if type(decision) is routing.Track and isinstance(decision.effect, SetDb):
+            # Taken as done, unanswered: should Redis refuse it, writes still go to the old database.
+            self.select_dbs.append((self.sent_total + 1, old_db))
 
     def _after_send(self, marks: list[Mark], in_multi: bool) -> None:
         if not marks:
@@ -164,7 +170,11 @@ class TrackingSessionCore(SessionCore):
 
     def _settle(self) -> None:
         super()._settle()
-        self._settle_marks()
+        # The connection is gone or the client is: whatever was sent has run
+        # or never will; marked now, also what waited for a later reply.
+        while self.awaiting:
+            self.marks.mark(self.awaiting.popleft()[1])
+        self.select_dbs.clear()
 
     def _settle_marks(self) -> None:
         answered = self.sent_total - self.outstanding
@@ -181,8 +191,8 @@ def start_tracking(core: SessionCore, marks: Marks) -> TrackingSessionCore:
 
     Their keys are unknown (plain entries keep no commands), except for
     blocking ones, which may run long after this: those are marked when
-    answered. An open transaction's queued commands are unknown too: the
-    session's whole database is marked when its EXEC is answered.
+    answered. An open transaction's queued commands are unknown too: every
+    database is marked when its EXEC is answered.
     """
     if isinstance(core, TrackingSessionCore) and core.marks is marks:
         return core  # already tracked (a session that connected as the migration began)
@@ -192,10 +202,14 @@ def start_tracking(core: SessionCore, marks: Marks) -> TrackingSessionCore:
     core.awaiting, core.select_dbs = deque(), deque()
     core.txn_marks, core.txn_dbs = [], []
     position = barrier = 0
+    dbs = {core.state.db}  # the databases a command may run in: SELECTs in flight may change it
     for entry in core.pending:
         position += owed(entry)
+        if type(entry) is Tracked and isinstance(entry.effect, SetDb) and not entry.in_multi:
+            dbs.add(entry.effect.db)
+            core.select_dbs.append((position, entry.effect.db))
         if type(entry) is Blocking:
-            found = marks.writes(list(entry.command), core.state.db)
+            found = [mark for db in dbs for mark in (marks.writes(list(entry.command), db) or ())]
             if found:
                 core.awaiting.append((position, found))
         elif owed(entry):
@@ -205,7 +219,8 @@ def start_tracking(core: SessionCore, marks: Marks) -> TrackingSessionCore:
     core.sent_total = core.outstanding
     core.barrier = barrier if position == core.outstanding else core.outstanding
     if core.in_multi:
-        core.txn_marks.append((core.state.db, None))
+        # Its queued commands are unknown, a SELECT among them too: every database.
+        core.txn_marks.append((ALL_DBS, None))
     return core
 
 

@@ -57,6 +57,7 @@ class CopySwitchover(Switchover):
         self.status.event(
             f"mode=copy max_dirty_keys={o.max_dirty_keys} verify_sample={o.verify_sample}"
             f" max_copy_ops={o.max_copy_ops} max_copy_bytes={o.max_copy_bytes} fence={o.fence}"
+            f" trust_script_keys={str(o.trust_script_keys).lower()}"
         )
 
     async def run(self) -> None:
@@ -164,7 +165,7 @@ class CopySwitchover(Switchover):
 
     async def _start_tracking(self, specs: KeySpecs) -> None:
         """From now on every session's writes are marked; then wait until what was in flight before is answered."""
-        tracker = self.tracker = WriteTracker(specs)
+        tracker = self.tracker = WriteTracker(specs, self.options.trust_script_keys)
         self.proxy.write_tracker = tracker  # sessions opened from now on start tracked
         cores = [start_tracking(session.core, tracker) for session in list(self.proxy.sessions)]
         loop = asyncio.get_running_loop()
@@ -269,6 +270,9 @@ class CopySwitchover(Switchover):
             return None
         deadline = started + hold_s
         dirty = self._tracker.take()  # drained: every write the clients were answered is in it
+        cut_short, self.copier.cut_short = self.copier.cut_short, {}
+        for db, keys in cut_short.items():  # batches cut short earlier may have landed late: copied again now
+            dirty.keys.setdefault(db, set()).update(keys)
         self.copier.paced = False
         try:
             await self._pause_source_writes(deadline)
@@ -305,9 +309,9 @@ class CopySwitchover(Switchover):
         source, target = self.copier.source, self.copier.target
         scripts = list(self._tracker.scripts)
         if scripts:
-            for reply in await target.run(0, [("SCRIPT", "LOAD", body) for body in scripts]):
-                if isinstance(reply, Exception):
-                    raise CopyError(f"{target.name}: SCRIPT LOAD failed: {reply}")
+            refused = [r for r in await target.run(0, [("SCRIPT", "LOAD", body) for body in scripts]) if isinstance(r, Exception)]
+            if refused:  # a client's EVAL of a script that does not compile: it failed on the source too
+                self.status.event(f"{len(refused)} script(s) not loaded on the target, e.g. {refused[0]}", logging.WARNING)
         if self.functions:
             payload = await source.call(0, "FUNCTION", "DUMP")
             await target.call(0, "FUNCTION", "RESTORE", payload, "REPLACE")
@@ -336,19 +340,23 @@ class CopySwitchover(Switchover):
         """As far as the source allows: this proxy no longer writes to it whatever else happens."""
         fence = self.options.fence
         self._stop_tracking()
+        status = self.status
         if fence == "proxy":
-            self.status.event("source not fenced (fence=proxy): this proxy no longer writes to it; other writers still can")
+            status.fence = "this proxy no longer writes to it; writers outside the proxy still can (fence=proxy)"
+            status.event(f"source not fenced: {status.fence}")
             return None
         try:
             if fence == "pause":
                 await self.source.pause_writes(FENCE_PAUSE_MS)
                 self.source_paused = False  # stays paused: run() must not lift it
-                self.status.event(f"source fenced: CLIENT PAUSE WRITE for {FENCE_PAUSE_MS // 1000} s")
+                status.fence = f"CLIENT PAUSE WRITE for {FENCE_PAUSE_MS // 1000} s"
             else:
                 await self.source.fence_writes()
-                self.status.event("source fenced: writes refused (min-replicas-to-write)")
+                status.fence = "writes refused (min-replicas-to-write)"
+            status.event(f"source fenced: {status.fence}")
         except ControlPlaneError as exc:
             problem = f"the source could not be fenced ({exc}): this proxy no longer writes to it; other writers still can"
-            self.status.event(problem, logging.ERROR)
+            status.fence = f"not fenced ({exc}); this proxy no longer writes to it"
+            status.event(problem, logging.ERROR)
             return problem
         return None

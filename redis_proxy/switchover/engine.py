@@ -452,12 +452,14 @@ class Switchover:
         try:
             if self.options.reverse:
                 await self.source.attach(self.target)
-                self.status.event(f"source fenced: now a replica of {self.target.config.replication_addr}")
+                self.status.fence = f"a replica of {self.target.config.replication_addr}"
             else:
                 await self.source.fence_writes()
-                self.status.event("source fenced: writes refused (min-replicas-to-write)")
+                self.status.fence = "writes refused (min-replicas-to-write)"
+            self.status.event(f"source fenced: {self.status.fence}")
         except ControlPlaneError as exc:
             problem = f"the source could not be fenced ({exc}): it may still accept writes from other clients"
+            self.status.fence = f"not fenced: {exc}"
             self.status.event(problem, logging.ERROR)
             return problem
         return None

@@ -27,6 +27,7 @@ class Options:
     max_copy_ops: int = 50_000  # keys copied per second at most (0: no limit)
     max_copy_bytes: int = 64 * 1024 * 1024  # DUMP payload bytes copied per second at most (0: no limit)
     fence: str = "proxy"  # copy mode: "proxy" (only this proxy stops writing), "pause" or "refuse"
+    trust_script_keys: bool = True  # copy mode: scripts write only the keys they declare (else: their whole database)
 
 
 def _int(fields: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -81,4 +82,5 @@ def parse_options(fields: Mapping[str, Any]) -> Options:
         max_copy_ops=_int(fields, "max_copy_ops", defaults.max_copy_ops, 0, 100_000_000),
         max_copy_bytes=_int(fields, "max_copy_bytes", defaults.max_copy_bytes, 0, 1 << 40),
         fence=_choice(fields, "fence", defaults.fence, FENCES),
+        trust_script_keys=_bool(fields, "trust_script_keys", defaults.trust_script_keys),
     )

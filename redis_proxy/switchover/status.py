@@ -34,6 +34,7 @@ class SwitchoverStatus:
     sync_total_bytes: int = 0  # the target's full sync, for a progress bar (0: none in progress)
     sync_read_bytes: int = 0
     mode: str = "replica"
+    fence: str | None = None  # what keeps writes off the old server after the switch, or why nothing does
     # Copy mode. keys_total: the source's keys when the copy began (DBSIZE), so keys_scanned / keys_total is
     # the scan's progress, approximately: SCAN may return a key twice, and keys come and go meanwhile.
     keys_total: int = 0
@@ -91,6 +92,7 @@ class SwitchoverStatus:
             "sync_total_bytes": self.sync_total_bytes,
             "sync_read_bytes": self.sync_read_bytes,
             "mode": self.mode,
+            "fence": self.fence,
             "keys_total": self.keys_total,
             "keys_scanned": self.keys_scanned,
             "keys_copied": self.keys_copied,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from command_reply_7_0 import COMMAND_REPLY_7_0 as REPLY
+
+from redis_proxy.migration import tracker as tracker_module
 
 from redis_proxy.migration.keyspecs import ALL_DBS, KeySpecs
 from redis_proxy.migration.tracker import MAX_SCRIPTS, WriteTracker
@@ -52,3 +55,24 @@ def test_remembered_scripts_are_bounded() -> None:
     for n in range(MAX_SCRIPTS + 5):
         t.writes([b"SCRIPT", b"LOAD", b"return %d" % n], 0)
     assert len(t.scripts) == MAX_SCRIPTS
+
+
+def test_pfcount_and_scripts_in_any_case() -> None:
+    t = tracker()
+    assert t.writes([b"PFCOUNT", b"h1", b"h2"], 0) == [(0, b"h1"), (0, b"h2")]  # it caches its count
+    t.writes([b"eVaL", b"return 3", b"0"], 0)
+    t.writes([b"EVAL_RO", b"return 4", b"0"], 0)
+    assert list(t.scripts) == [b"return 3", b"return 4"]
+
+
+def test_scripts_untrusted_mark_their_whole_database() -> None:
+    t = WriteTracker(KeySpecs.parse(REPLY), trust_script_keys=False)
+    assert t.writes([b"EVALSHA", b"abc", b"1", b"k"], 4) == [(4, None)]
+    assert WriteTracker(KeySpecs.parse(REPLY)).writes([b"EVALSHA", b"abc", b"1", b"k"], 4) == [(4, b"k")]
+
+
+def test_too_many_dirty_keys_copy_the_database_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracker_module, "MAX_KEYS_PER_DB", 3)
+    t = tracker()
+    t.mark([(0, b"%d" % n) for n in range(5)] + [(1, b"x")])
+    assert t.dirty.whole == {0} and t.dirty.keys == {1: {b"x"}}

@@ -131,7 +131,7 @@ def test_an_open_transaction_at_the_start_marks_the_whole_database_at_exec() -> 
     tracking = start_tracking(core, rec)
     tracking.client_data(cmd("EXEC"))
     tracking.uplink_data(b"*1\r\n+OK\r\n")
-    assert rec.marked == [(0, None)]
+    assert rec.marked == [(-1, None)]  # a SELECT may be among them: every database
 
 
 def test_stop_tracking_restores_the_plain_core() -> None:
@@ -141,3 +141,24 @@ def test_stop_tracking_restores_the_plain_core() -> None:
     core.client_data(cmd("SET", "k", "v"))
     core.uplink_data(b"+OK\r\n")
     assert rec.marked == []
+
+
+def test_a_blocking_command_in_flight_at_the_start_counts_a_select_before_it() -> None:
+    core, _, _ = ready()
+    core.client_data(cmd("SELECT", "2") + cmd("BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"))
+    rec = Recorder()
+    rec.writes = lambda command, db: [(db, command[1])] if command[0] == b"BLMOVE" else None  # type: ignore[method-assign]
+    tracking = start_tracking(core, rec)
+    tracking.uplink_data(b"+OK\r\n")
+    assert rec.marked == []
+    tracking.uplink_data(b"$1\r\nx\r\n")
+    assert sorted(rec.marked) == [(0, b"src"), (2, b"src")]
+
+
+def test_a_silent_write_waiting_for_a_later_reply_is_marked_when_the_client_goes() -> None:
+    core, rec = tracked()
+    core.client_data(cmd("CLIENT", "REPLY", "OFF") + cmd("SET", "k", "v"))
+    assert rec.marked == [(0, b"k")]  # marked when sent (no reply will come)...
+    core.client_lost()
+    assert rec.marked == [(0, b"k"), (0, b"k")]  # ...and again once it has surely run, or never will
+    assert not core.awaiting

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from admin_client import AdminClient
 from copy_load import Writers, check_target, dump_differences, fill
@@ -181,10 +182,14 @@ def test_scripts_loaded_meanwhile_and_functions_come_along(redis_factory: Factor
     wait_phase(admin, "copy")
     sha = client.script_load("return redis.call('INCR', KEYS[1])")
     assert client.evalsha(sha, 1, "by-script") == 1
+    with pytest.raises(redis.ResponseError):
+        client.eval("this is not lua", 0)  # remembered, refused by the target too: a warning, not a failure
     body = wait_result(admin, timeout=60)
     assert body["result"] == "done", messages(body)
     assert client.evalsha(sha, 1, "by-script") == 2  # on the target now
     assert client.fcall("myincr", 1, "by-function") == 1
+    assert "script(s) not loaded on the target" in messages(body)
+    assert body["fence"].startswith("this proxy no longer writes to it")
 
 
 def test_writes_in_other_databases_move_and_swapdb(redis_factory: Factory, proxy_factory: Factory) -> None:
