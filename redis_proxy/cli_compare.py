@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from redis_proxy.admin_client import AdminError, AdminRefused
-from redis_proxy.cli_switchover import EXIT_ADMIN, EXIT_USAGE, _error, _positive, admin_for
+from redis_proxy.cli_switchover import EXIT_ADMIN, EXIT_USAGE, _error, _positive, add_admin_arguments, admin_for
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
 COUNTS = ("missing_on_target", "missing_on_source", "type_mismatches", "value_mismatches", "ttl_mismatches")
@@ -29,13 +29,9 @@ def parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit codes: 0 identical, 1 differences, 2 usage or config error, 3 admin API unreachable or refused.",
     )
-    p.add_argument("-f", "--config", required=True, metavar="FILE", help="the running proxy's config file (JSON)")
-    p.add_argument("--to", required=True, metavar="NAME", help="the uplink to compare with (a key of the config's uplinks)")
+    add_admin_arguments(p, "the uplink to compare with (a key of the config's uplinks)")
     p.add_argument("--timeout", type=_positive, default=600, metavar="S", help="how long the comparison may take (default 600 s)")
     p.add_argument("--json", action="store_true", help="print the proxy's report as JSON")
-    tls = p.add_mutually_exclusive_group()
-    tls.add_argument("--cacert", metavar="FILE", help="verify an https admin API against this CA certificate")
-    tls.add_argument("--insecure", action="store_true", help="do not verify the https admin API's certificate")
     return p
 
 

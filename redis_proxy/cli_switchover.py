@@ -49,20 +49,29 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_admin_arguments(p: argparse.ArgumentParser, to_help: str) -> None:
+    """-f, --to and the admin API's TLS options: what admin_for reads."""
+    p.add_argument("-f", "--config", required=True, metavar="FILE", help="the running proxy's config file (JSON)")
+    p.add_argument("--to", required=True, metavar="NAME", help=to_help)
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument("--cacert", metavar="FILE", help="verify an https admin API against this CA (or self-signed) certificate instead of the system CAs")
+    tls.add_argument("--insecure", action="store_true", help="do not verify the https admin API's certificate")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="redis-proxy switchover",
         description=(
             "Move a running proxy to another of its named uplinks without losing a write: the target "
             "replicates from the current uplink, catches up, is promoted, and clients are switched "
-            "(see doc/switching.md). Talks to the proxy's admin API, found in the config file."
+            "(see doc/switching.md); with --mode copy, for servers that refuse REPLICAOF, the proxy copies the "
+            "keys itself (doc/migration.md). Talks to the proxy's admin API, found in the config file."
         ),
         epilog="Exit codes: 0 done, 1 failed or aborted, 2 usage or config error, 3 admin API unreachable or refused. "
         "Ctrl-C asks the proxy to abort (before the switch, the current uplink stays authoritative); "
         "a second Ctrl-C stops watching.",
     )
-    p.add_argument("-f", "--config", required=True, metavar="FILE", help="the running proxy's config file (JSON)")
-    p.add_argument("--to", required=True, metavar="NAME", help="the uplink to switch to (a key of the config's uplinks)")
+    add_admin_arguments(p, "the uplink to switch to (a key of the config's uplinks)")
     p.add_argument("--max-lag-bytes", type=_non_negative, metavar="N", help="replication lag under which clients are held for the final catch-up (proxy default: 1048576)")
     p.add_argument("--max-hold-ms", type=_positive, metavar="N", help="longest time clients may be held; beyond it the attempt is undone (proxy default: 2000)")
     p.add_argument("--retries", type=_non_negative, metavar="N", help="catch-up attempts after the first one (proxy default: 3)")
@@ -75,9 +84,7 @@ def parser() -> argparse.ArgumentParser:
     copy.add_argument("--max-copy-ops", type=_non_negative, metavar="N", help="keys copied per second at most, 0 for no limit (proxy default: 50000)")
     copy.add_argument("--max-copy-bytes", type=_non_negative, metavar="N", help="bytes copied per second at most, 0 for no limit (proxy default: 67108864)")
     copy.add_argument("--fence", choices=("proxy", "pause", "refuse"), help="what stops writes to the old server after the switch (proxy default: proxy)")
-    tls = p.add_mutually_exclusive_group()
-    tls.add_argument("--cacert", metavar="FILE", help="verify an https admin API against this CA (or self-signed) certificate instead of the system CAs")
-    tls.add_argument("--insecure", action="store_true", help="do not verify the https admin API's certificate")
+    copy.add_argument("--no-trust-script-keys", action="store_true", help="every script marks its whole database dirty (for scripts that write keys they do not declare)")
     p.add_argument("--plain", action="store_true", help="plain lines instead of the live display (the default when stdout is not a terminal)")
     return p
 
@@ -96,6 +103,8 @@ def options(args: argparse.Namespace) -> dict[str, str]:
         fields["reverse"] = "false"
     if args.force:
         fields["force"] = "true"
+    if args.no_trust_script_keys:
+        fields["trust_script_keys"] = "false"
     return fields
 
 

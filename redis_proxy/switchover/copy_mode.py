@@ -91,21 +91,15 @@ class CopySwitchover(Switchover):
         self.status.enter("copy")
         await self._start_tracking(specs)
         await self._copy_all()
-        for attempt in range(1, self.options.retries + 2):
-            self.status.attempt = attempt
-            self.status.enter("converge")
-            await self._converge()
-            self.status.enter("cutover")
-            started = await self._cut_over()
-            if started is not None:
-                self.committing = True  # nothing to promote: the target takes writes already; the switch is next
-                return started
-            if attempt <= self.options.retries:
-                self.status.event(f"retrying the cutover ({attempt} of {self.options.retries} retries)")
-        raise SwitchoverFailed(
-            f"no cutover within max_hold_ms={self.options.max_hold_ms} in {self.options.retries + 1} attempt(s);"
-            f" the last time {self._missed}"
-        )
+        started = await self._attempts("cutover", self._converge_and_cut_over)
+        self.committing = True  # nothing to promote: the target takes writes already; the switch is next
+        return started
+
+    async def _converge_and_cut_over(self) -> float | None:
+        self.status.enter("converge")
+        await self._converge()
+        self.status.enter("cutover")
+        return await self._cut_over()
 
     # -- preflight --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from redis_proxy.aio import consume, within
@@ -168,17 +168,25 @@ class Switchover:
         await self._preflight()
         self.status.enter("replicate")
         await self._replicate()
-        for attempt in range(1, self.options.retries + 2):
-            self.status.attempt = attempt
-            self.status.enter("catch-up")
-            started = await self._catch_up()
+        started = await self._attempts("catch-up", self._catch_up_attempt)
+        await self._promote(started + self.options.max_hold_ms / 1000)
+        return started
+
+    async def _catch_up_attempt(self) -> float | None:
+        self.status.enter("catch-up")
+        return await self._catch_up()
+
+    async def _attempts(self, what: str, attempt: Callable[[], Awaitable[float | None]]) -> float:
+        """Up to 1 + retries attempts at holding clients for the last step; when the successful hold began."""
+        for number in range(1, self.options.retries + 2):
+            self.status.attempt = number
+            started = await attempt()
             if started is not None:
-                await self._promote(started + self.options.max_hold_ms / 1000)
                 return started
-            if attempt <= self.options.retries:
-                self.status.event(f"retrying the catch-up ({attempt} of {self.options.retries} retries)")
+            if number <= self.options.retries:
+                self.status.event(f"retrying the {what} ({number} of {self.options.retries} retries)")
         raise SwitchoverFailed(
-            f"no catch-up within max_hold_ms={self.options.max_hold_ms} in {self.options.retries + 1} attempt(s);"
+            f"no {what} within max_hold_ms={self.options.max_hold_ms} in {self.options.retries + 1} attempt(s);"
             f" the last time {self._missed}"
         )
 
