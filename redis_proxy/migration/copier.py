@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import hiredis
 
@@ -21,11 +21,29 @@ from redis_proxy.control.client import ControlPlaneError
 from redis_proxy.migration.wire import Pipe, open_pipe
 from redis_proxy.migration.verify import KeyState, Mismatch, comparable, compare_states, needs_values, value_command
 
+T = TypeVar("T")
+
 SCAN_COUNT = 500
 CHUNK_KEYS = 200
 COMPARE_KEYS = 1000  # keys compared per round trip (their values are not kept)
 CHUNK_BYTES = 4 * 1024 * 1024
 TIMEOUT_S = 30.0  # one request; a large key's DUMP or RESTORE takes a while
+
+
+def _by_size(items: list[T], size: Callable[[T], int], max_items: int = 1 << 30) -> list[list[T]]:
+    """Groups of at most `max_items` and about CHUNK_BYTES (an item bigger than that alone), in order."""
+    groups: list[list[T]] = []
+    group: list[T] = []
+    total = 0
+    for item in items:
+        if group and (len(group) >= max_items or total + size(item) > CHUNK_BYTES):
+            groups.append(group)
+            group, total = [], 0
+        group.append(item)
+        total += size(item)
+    if group:
+        groups.append(group)
+    return groups
 
 
 class CopyError(Exception):
@@ -190,19 +208,8 @@ class Copier:
 
     async def _chunks(self, db: int, keys: list[bytes]) -> list[list[bytes]]:
         usage = await self.source.run(db, [("MEMORY", "USAGE", key) for key in keys])
-        chunks: list[list[bytes]] = []
-        chunk: list[bytes] = []
-        size = 0
-        for key, used in zip(keys, usage, strict=True):
-            used = used if isinstance(used, int) else 0
-            if chunk and (len(chunk) >= CHUNK_KEYS or size + used > CHUNK_BYTES):
-                chunks.append(chunk)
-                chunk, size = [], 0
-            chunk.append(key)
-            size += used
-        if chunk:
-            chunks.append(chunk)
-        return chunks
+        sizes = {key: used if isinstance(used, int) else 0 for key, used in zip(keys, usage, strict=True)}
+        return _by_size(keys, sizes.__getitem__, CHUNK_KEYS)
 
     async def _copy_chunk(self, db: int, keys: list[bytes]) -> None:
         # Paced before the DUMP: a wait between DUMP and RESTORE would shorten every TTL by it.
@@ -250,11 +257,11 @@ class Copier:
             src, tgt = await asyncio.gather(self.source.states(db, chunk), self.target.states(db, chunk))
             # Different payloads of one type: a set or hash in hash order (each server seeds its own), or
             # another RDB version. The values decide, read in one round trip per side.
-            differ = [(i, (chunk[i], src[i].kind)) for i in range(len(chunk)) if needs_values(src[i], tgt[i])]
-            if differ:
-                pairs = [pair for _, pair in differ]
+            differ = [i for i in range(len(chunk)) if needs_values(src[i], tgt[i])]
+            for group in _by_size(differ, lambda i: len(src[i].payload or b"")):  # values held: a few MiB at a time
+                pairs = [(chunk[i], src[i].kind) for i in group]
                 a_values, b_values = await asyncio.gather(self.source.values(db, pairs), self.target.values(db, pairs))
-                for (i, _), a_value, b_value in zip(differ, a_values, b_values, strict=True):
+                for i, a_value, b_value in zip(group, a_values, b_values, strict=True):
                     src[i], tgt[i] = src[i].with_value(a_value), tgt[i].with_value(b_value)
             for key, a, b in zip(chunk, src, tgt, strict=True):
                 found = compare_states(a, b, tolerance_ms)

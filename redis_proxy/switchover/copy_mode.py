@@ -335,6 +335,11 @@ class CopySwitchover(Switchover):
         fence = self.options.fence
         self._stop_tracking()
         status = self.status
+        if self.proxy.config.uplink_name != self.target.name:
+            # The switch itself failed: clients may still be on the source, which must stay writable.
+            status.fence = "not fenced: the switch did not happen"
+            status.event(f"source {status.fence}", logging.ERROR)
+            return status.fence
         if fence == "proxy":
             status.fence = "this proxy no longer writes to it; writers outside the proxy still can (fence=proxy)"
             status.event(f"source not fenced: {status.fence}")

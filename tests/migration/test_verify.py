@@ -70,3 +70,11 @@ def test_rate_limit_paces_keys_and_bytes() -> None:
     clock.now = 0.6
     assert limit.delay(0, 2_000_000) == pytest.approx(1.4)  # bytes: 2 MB are due at 2 s
     assert RateLimit(0, 0, clock).delay(10**9, 10**12) == 0.0
+
+
+def test_groups_stay_under_the_byte_budget_and_big_items_go_alone() -> None:
+    from redis_proxy.migration.copier import CHUNK_BYTES, _by_size
+
+    sizes = {"a": 10, "b": CHUNK_BYTES, "c": 10, "d": 10}
+    assert _by_size(list("abcd"), sizes.__getitem__) == [["a"], ["b"], ["c", "d"]]
+    assert _by_size(list("acd"), sizes.__getitem__, max_items=2) == [["a", "c"], ["d"]]

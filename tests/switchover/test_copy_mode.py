@@ -209,3 +209,24 @@ def test_writes_in_other_databases_move_and_swapdb(redis_factory: Factory, proxy
     assert new.client(db=1).exists("db1-key") == 0 and new.client(db=2).get("db1-key") == b"1"
     assert new.client(db=3).keys() == [] and new.client(db=4).get("in-3") == b"x"
     assert new.client().exists("pre:0:0") == 0 and new.client().get("last") == b"1"
+
+
+def test_copy_over_tls_with_each_servers_own_password(redis_factory: Factory, proxy_factory: Factory, certs: Any) -> None:
+    old = redis_factory(tls=certs, password="pw-old")
+    new = redis_factory(tls=certs, password="pw-new")
+    config = named_config({"old": old, "new": new}, "old")
+    for section in config["uplinks"].values():
+        section.update({"tls": True, "cacertfile": str(certs.ca_cert)})
+    proxy: ProxyProcess = proxy_factory(config)
+    admin = AdminClient(proxy)
+    client = proxy.client()
+    for n in range(500):
+        client.set(f"k{n}", n)
+    client.hset("h", mapping={"a": 1})
+    start(admin, "new", mode="copy")
+    body = wait_result(admin)
+    assert body["result"] == "done", messages(body)
+    assert body["keys_copied"] >= 501 and body["verify_mismatches"] == 0
+    assert new.client().get("k499") == b"499" and client.hgetall("h") == {b"a": b"1"}
+    compared = admin.cmd("compare", to="old").json()
+    assert compared["identical"] == 501 and compared["missing_on_target"] == 0, compared
