@@ -230,3 +230,21 @@ def test_copy_over_tls_with_each_servers_own_password(redis_factory: Factory, pr
     assert new.client().get("k499") == b"499" and client.hgetall("h") == {b"a": b"1"}
     compared = admin.cmd("compare", to="old").json()
     assert compared["identical"] == 501 and compared["missing_on_target"] == 0, compared
+
+
+def test_a_writer_outside_the_proxy_fails_the_verification(redis_factory: Factory, proxy_factory: Factory) -> None:
+    """Writes that bypass the proxy are not tracked: the cutover's verification finds them, before the switch."""
+    old, new, proxy, admin = two_servers(redis_factory, proxy_factory)
+    direct = old.client()
+    direct.mset({f"k{n}": "v0" for n in range(2000)})
+    start(admin, "new", mode="copy", max_copy_ops=1000, verify_sample=100_000)
+    version = 0
+    while status(admin)["phase"] in ("preflight", "copy"):
+        version += 1
+        direct.mset({f"k{n}": f"v{version}" for n in range(2000)})
+    body = wait_result(admin)
+    assert body["result"] == "failed" and "verification failed" in body["error"], messages(body)
+    assert body["verify_mismatches"] > 0 and body["verify_examples"][0]["problem"] == "value differs"
+    info = admin.info()
+    assert info["uplink_name"] == "old" and info["state_str"] == "running"
+    assert proxy.client().get("k0") == f"v{version}".encode()
