@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-hold-ms", type=_positive, metavar="N", help="longest time clients may be held; beyond it the attempt is undone (proxy default: 2000)")
     p.add_argument("--retries", type=_non_negative, metavar="N", help="catch-up attempts after the first one (proxy default: 3)")
     p.add_argument("--no-reverse", action="store_true", help="do not make the old uplink a replica of the new one afterwards")
-    p.add_argument("--force", action="store_true", help="replace the target's keys even when it does not replicate the current uplink")
+    p.add_argument("--force", action="store_true", help="replace the target's keys even when it does not replicate the current uplink (copy mode: overwrite them, and delete those the source lacks)")
     copy = p.add_argument_group("copy mode (no replication: for servers that refuse REPLICAOF; see doc/migration.md)")
     copy.add_argument("--mode", choices=("replica", "copy"), help="replica (the default) or copy")
     copy.add_argument("--max-dirty-keys", type=_non_negative, metavar="N", help="keys left to copy under which clients are held for the cutover (proxy default: 1000)")

@@ -87,10 +87,8 @@ def copy_lines(status: Status) -> list[RenderableType]:
         shown = min(scanned, total)
         lines.append(Text(f"scan {shown:,} / ~{total:,} keys ({100 * shown / total:.0f}%, approximate: SCAN's cursor)"))
         lines.append(ProgressBar(total=total, completed=shown, width=50))
-    lines.append(Text(
-        f"copied {int(status.get('keys_copied') or 0):,} keys, {_size(int(status.get('bytes_copied') or 0))}"
-        f"   dirty {int(status.get('dirty_keys') or 0):,} keys   round {status.get('rounds') or 0}"
-    ))
+    lines.append(Text(f"copied {int(status.get('keys_copied') or 0):,} keys, {_size(int(status.get('bytes_copied') or 0))}"))
+    lines.append(Text(f"dirty {int(status.get('dirty_keys') or 0):,} keys   round {status.get('rounds') or 0}"))
     if status.get("verify_checked"):
         lines.append(Text(f"verified {status['verify_checked']:,} keys, {status.get('verify_mismatches') or 0} mismatches"))
     return lines

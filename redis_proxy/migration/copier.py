@@ -107,7 +107,7 @@ class Side:
                 return await pipe.run(commands, TIMEOUT_S)
             except (OSError, TimeoutError) as exc:
                 pipe.close()
-                raise ControlPlaneError(f"{self.name}: {exc or 'no answer within {TIMEOUT_S:g} s'}") from None
+                raise ControlPlaneError(f"{self.name}: {exc or f'no answer within {TIMEOUT_S:g} s'}") from None
 
     async def call(self, db: int, *args: Any) -> Any:
         reply = (await self.run(db, [args]))[0]

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+from redis_proxy.aio import within
 from redis_proxy.control.client import ControlPlaneError
 from redis_proxy.controller import PAUSED, ControlError
 from redis_proxy.migration.copier import Copier, CopyCounters, CopyError, RateLimit, Side
@@ -35,10 +36,12 @@ if TYPE_CHECKING:
 BARRIER_S = 30.0  # commands in flight when tracking began must be answered within this
 STALLED_ROUNDS = 3  # rounds without the dirty set shrinking before trying the cutover anyway
 TTL_TOLERANCE_MS = 2000  # a TTL may differ this much between the two servers (the copy takes time)
+PROBE_S = 5.0  # the target's first write in preflight: a paused target never answers it
 FENCE_PAUSE_MS = 3_600_000  # fence=pause: CLIENT PAUSE WRITE on the source for an hour
 
 
 class CopySwitchover(Switchover):
+    point_of_no_return = "switch"
     def __init__(self, proxy: Proxy, target: str, options: Options) -> None:
         super().__init__(proxy, target, options)
         self.status.mode = "copy"
@@ -51,13 +54,12 @@ class CopySwitchover(Switchover):
             lambda seconds: self._io(asyncio.sleep(seconds)),
         )
 
-    def start(self) -> None:
-        super().start()
+    def _settings(self) -> str:
         o = self.options
-        self.status.event(
-            f"mode=copy max_dirty_keys={o.max_dirty_keys} verify_sample={o.verify_sample}"
-            f" max_copy_ops={o.max_copy_ops} max_copy_bytes={o.max_copy_bytes} fence={o.fence}"
-            f" trust_script_keys={str(o.trust_script_keys).lower()}"
+        return (
+            f"mode=copy max_hold_ms={o.max_hold_ms} retries={o.retries} force={str(o.force).lower()}"
+            f" max_dirty_keys={o.max_dirty_keys} verify_sample={o.verify_sample} max_copy_ops={o.max_copy_ops}"
+            f" max_copy_bytes={o.max_copy_bytes} fence={o.fence} trust_script_keys={str(o.trust_script_keys).lower()}"
         )
 
     async def run(self) -> None:
@@ -139,20 +141,34 @@ class CopySwitchover(Switchover):
         return specs
 
     async def _check_restore(self) -> None:
-        """One key DUMPed on the source must RESTORE on the target (RDB versions, modules)."""
+        """The target takes writes, and one key DUMPed on the source RESTOREs on it (RDB versions, modules)."""
         source, target = self.copier.source, self.copier.target
+        probe = f"redis-proxy:restore-check:{secrets.token_hex(8)}"  # written to the target, deleted at once
+        try:
+            await within(target.call(0, "SET", probe, "1", "PX", 10_000), PROBE_S)
+            await target.call(0, "DEL", probe)
+        except TimeoutError:
+            raise SwitchoverFailed(
+                f"the target did not take a write within {PROBE_S:g} s: is it paused (CLIENT PAUSE, e.g. left by"
+                " an earlier fence=pause: CLIENT UNPAUSE lifts it)?"
+            ) from None
+        except ControlPlaneError as exc:
+            hint = (
+                " (min-replicas-to-write, e.g. left by an earlier fence=refuse: CONFIG SET min-replicas-to-write 0"
+                " lifts it)" if "NOREPLICAS" in str(exc) else ""
+            )
+            raise SwitchoverFailed(f"the target refuses writes: {exc}{hint}") from None
         for db in sorted(await self._io(source.keyspace())):
             key = await self._io(source.call(db, "RANDOMKEY"))
             payload = await self._io(source.call(db, "DUMP", key)) if key is not None else None
             if payload is None:
                 continue
-            probe = f"redis-proxy:restore-check:{secrets.token_hex(8)}"
             try:
                 await target.call(db, "RESTORE", probe, 10_000, payload)
                 await target.call(db, "DEL", probe)
             except ControlPlaneError as exc:
                 raise SwitchoverFailed(f"a key DUMPed on the source does not RESTORE on the target: {exc}") from None
-            self.status.event("a key DUMPed on the source RESTOREs on the target")
+            self.status.event("the target takes writes, and a key DUMPed on the source RESTOREs on it")
             return
 
     # -- tracking -----------------------------------------------------------------------------------
@@ -286,7 +302,10 @@ class CopySwitchover(Switchover):
             )
             return started
         except HoldExpired:
-            self._missed = f"{len(dirty)} key(s) could not be copied and verified in time: lower max_dirty_keys"
+            self._missed = (
+                f"{len(dirty)} key(s) to copy and {self.status.verify_checked} verified so far did not fit:"
+                " lower verify_sample or max_dirty_keys, or raise max_hold_ms"
+            )
         except BaseException:
             self._tracker.mark_dirty(dirty)  # a failure rolls back; keep the set whole anyway
             raise

@@ -61,6 +61,7 @@ class Aborted(Exception):
 
 
 class Switchover:
+    point_of_no_return = "promotion"  # what an abort must come before
     def __init__(self, proxy: Proxy, target: str, options: Options) -> None:
         config = proxy.config
         self.proxy = proxy
@@ -91,17 +92,23 @@ class Switchover:
         self.controller.switchover_running = f"{self.source.name} -> {self.target.name}"
         self.status.event(
             f"switchover {self.source.name} ({self.source.config.addr}) -> {self.target.name} ({self.target.config.addr})"
-            f" requested: max_lag_bytes={self.options.max_lag_bytes} max_hold_ms={self.options.max_hold_ms}"
-            f" retries={self.options.retries} reverse={str(self.options.reverse).lower()} force={str(self.options.force).lower()}"
+            f" requested: {self._settings()}"
         )
         self.task = self.proxy.spawn(self.run(), "switchover")
+
+    def _settings(self) -> str:
+        o = self.options
+        return (
+            f"max_lag_bytes={o.max_lag_bytes} max_hold_ms={o.max_hold_ms} retries={o.retries}"
+            f" reverse={str(o.reverse).lower()} force={str(o.force).lower()}"
+        )
 
     def abort(self, why: str = "aborted by the operator") -> None:
         """Stop before the promotion, the source still authoritative; ControlError once it is too late."""
         if self.status.result is not None:
             raise ControlError("no switchover is running")
         if self.committing:
-            raise ControlError("too late to abort: the target is being promoted; the switch will finish")
+            raise ControlError(f"too late to abort: the {self.point_of_no_return} is under way; the switch will finish")
         if not self.abort_requested:
             self.abort_requested = True
             self.status.event(f"abort requested ({why})", logging.WARNING)
@@ -142,7 +149,7 @@ class Switchover:
                 started = await self._before_promotion()
             except Aborted:
                 await self._roll_back()
-                self._finish("aborted", "aborted before the promotion: the source stays authoritative")
+                self._finish("aborted", f"aborted before the {self.point_of_no_return}: the source stays authoritative")
                 return
             except Exception as exc:
                 reason = str(exc)
@@ -440,7 +447,8 @@ class Switchover:
             self.holding = False
             held = self.controller.release(started, old_addr, self.new_config)
             self.status.held_ms = held * 1000
-            self.status.lag_bytes = 0
+            if self.status.mode == "replica":
+                self.status.lag_bytes = 0
             self.status.event(f"switched to {self.target.name}; clients held {held * 1000:.1f} ms")
         problem = await self._fence()
         if problem:

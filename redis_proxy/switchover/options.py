@@ -67,9 +67,27 @@ MODES = ("replica", "copy")
 FENCES = ("proxy", "pause", "refuse")
 
 
+COMMON = frozenset(("cmd", "to", "mode", "max_hold_ms", "retries", "force"))
+REPLICA_ONLY = frozenset(("max_lag_bytes", "reverse"))
+COPY_ONLY = frozenset(("max_dirty_keys", "verify_sample", "max_copy_ops", "max_copy_bytes", "fence", "trust_script_keys"))
+
+
+def _check_fields(fields: Mapping[str, Any], mode: str) -> None:
+    """A misspelt field, or one of the other mode's, is an operator's mistake to report, not to ignore."""
+    unknown = set(fields) - COMMON - REPLICA_ONLY - COPY_ONLY
+    if unknown:
+        known = ", ".join(sorted((COMMON | REPLICA_ONLY | COPY_ONLY) - {"cmd"}))
+        raise OptionError(f"unknown field(s) {', '.join(sorted(unknown))[:200]} (known: {known})")
+    other = COPY_ONLY if mode == "replica" else REPLICA_ONLY
+    given = sorted(key for key in other if fields.get(key) not in (None, ""))
+    if given:
+        raise OptionError(f"{', '.join(given)} apply only to mode={'copy' if mode == 'replica' else 'replica'}")
+
+
 def parse_options(fields: Mapping[str, Any]) -> Options:
     """Options from request fields; OptionError for a bad value (absent keys take their defaults)."""
     defaults = Options()
+    _check_fields(fields, _choice(fields, "mode", defaults.mode, MODES))
     return Options(
         max_lag_bytes=_int(fields, "max_lag_bytes", defaults.max_lag_bytes, 0, 1 << 40),
         max_hold_ms=_int(fields, "max_hold_ms", defaults.max_hold_ms, 1, MAX_HOLD_LIMIT_MS),

@@ -248,3 +248,33 @@ def test_a_writer_outside_the_proxy_fails_the_verification(redis_factory: Factor
     info = admin.info()
     assert info["uplink_name"] == "old" and info["state_str"] == "running"
     assert proxy.client().get("k0") == f"v{version}".encode()
+
+
+def test_a_target_fenced_earlier_is_refused_with_the_way_out(redis_factory: Factory, proxy_factory: Factory) -> None:
+    old, new, proxy, admin = two_servers(redis_factory, proxy_factory)
+    old.client().set("k", "v")
+    new.client().config_set("min-replicas-to-write", 1)
+    start(admin, "new", mode="copy")
+    body = wait_result(admin)
+    assert body["result"] == "failed" and "CONFIG SET min-replicas-to-write 0" in body["error"], body["error"]
+    new.client().config_set("min-replicas-to-write", 0)
+    new.client().execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+    try:
+        start(admin, "new", mode="copy")
+        body = wait_result(admin)
+    finally:
+        new.client().execute_command("CLIENT", "UNPAUSE")
+    assert body["result"] == "failed" and "CLIENT UNPAUSE" in body["error"], body["error"]
+    assert admin.info()["uplink_name"] == "old" and proxy.client().get("k") == b"v"
+
+
+def test_fields_of_the_other_mode_or_misspelt_are_refused(redis_factory: Factory, proxy_factory: Factory) -> None:
+    old, new, proxy, admin = two_servers(redis_factory, proxy_factory)
+    for fields, says in (
+        ({"mode": "copy", "reverse": "false"}, "reverse apply only to mode=replica"),
+        ({"fence": "pause"}, "fence apply only to mode=copy"),
+        ({"mode": "copy", "max_copy_op": "5"}, "unknown field(s) max_copy_op"),
+    ):
+        response = admin.cmd("switchover", to="new", **fields)
+        assert response.status_code == 400 and says in response.json()["error"], (fields, response.text)
+    assert status(admin)["phase"] == "idle"

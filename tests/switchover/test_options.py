@@ -29,8 +29,11 @@ def test_copy_mode_options() -> None:
         ({"retries": "-1"}, "retries must be an integer"),
         ({"reverse": "maybe"}, "reverse must be true or false"),
         ({"mode": "rsync"}, "mode must be one of: replica, copy"),
-        ({"fence": "wall"}, "fence must be one of: proxy, pause, refuse"),
-        ({"max_copy_ops": "-5"}, "max_copy_ops must be an integer"),
+        ({"mode": "copy", "fence": "wall"}, "fence must be one of: proxy, pause, refuse"),
+        ({"mode": "copy", "max_copy_ops": "-5"}, "max_copy_ops must be an integer"),
+        ({"max_copy_op": "5"}, "unknown field.s. max_copy_op .known: "),
+        ({"fence": "pause"}, "fence apply only to mode=copy"),
+        ({"mode": "copy", "reverse": "false"}, "reverse apply only to mode=replica"),
     ],
 )
 def test_bad_values_are_named(fields: dict[str, object], message: str) -> None:
