@@ -42,6 +42,7 @@ FENCE_PAUSE_MS = 3_600_000  # fence=pause: CLIENT PAUSE WRITE on the source for 
 
 class CopySwitchover(Switchover):
     point_of_no_return = "switch"
+
     def __init__(self, proxy: Proxy, target: str, options: Options) -> None:
         super().__init__(proxy, target, options)
         self.status.mode = "copy"
