@@ -30,6 +30,13 @@ def named_config(servers: dict[str, RedisServer | str], active: str, **extra: An
     return config
 
 
+def over_tls(config: dict[str, Any], certs: Any) -> dict[str, Any]:
+    """`config` with every named uplink reached over TLS, verified against the test CA."""
+    for section in config["uplinks"].values():
+        section.update({"tls": True, "cacertfile": str(certs.ca_cert)})
+    return config
+
+
 def dead_addr() -> str:
     return f"127.0.0.1:{free_port()}"
 

@@ -12,7 +12,7 @@ import redis
 from admin_client import AdminClient
 from copy_load import Writers, check_target, dump_differences, fill
 from servers import ProxyProcess, RedisServer, wait_until
-from switchover_helpers import messages, named_config, start, status, wait_phase, wait_result
+from switchover_helpers import messages, named_config, over_tls, start, status, wait_phase, wait_result
 
 Factory = Callable[..., Any]
 
@@ -214,10 +214,7 @@ def test_writes_in_other_databases_move_and_swapdb(redis_factory: Factory, proxy
 def test_copy_over_tls_with_each_servers_own_password(redis_factory: Factory, proxy_factory: Factory, certs: Any) -> None:
     old = redis_factory(tls=certs, password="pw-old")
     new = redis_factory(tls=certs, password="pw-new")
-    config = named_config({"old": old, "new": new}, "old")
-    for section in config["uplinks"].values():
-        section.update({"tls": True, "cacertfile": str(certs.ca_cert)})
-    proxy: ProxyProcess = proxy_factory(config)
+    proxy: ProxyProcess = proxy_factory(over_tls(named_config({"old": old, "new": new}, "old"), certs))
     admin = AdminClient(proxy)
     client = proxy.client()
     for n in range(500):

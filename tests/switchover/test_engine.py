@@ -17,6 +17,7 @@ from switchover_helpers import (
     dead_addr,
     messages,
     named_config,
+    over_tls,
     start,
     status,
     switchover_under_load,
@@ -79,10 +80,7 @@ def test_switchover_back_needs_no_copy_and_passwords_are_used(redis_factory: Fac
 def test_switchover_over_tls_replication(redis_factory: Factory, proxy_factory: Factory, certs: Any) -> None:
     a = redis_factory(tls=certs, extra_args=FAST_SYNC)
     b = redis_factory(tls=certs, extra_args=FAST_SYNC)
-    config = named_config({"a": a, "b": b}, "a")
-    for section in config["uplinks"].values():
-        section.update({"tls": True, "cacertfile": str(certs.ca_cert)})
-    proxy: ProxyProcess = proxy_factory(config)
+    proxy: ProxyProcess = proxy_factory(over_tls(named_config({"a": a, "b": b}, "a"), certs))
     admin = AdminClient(proxy)
     client = proxy.client()
     client.set("secret", "over tls")
