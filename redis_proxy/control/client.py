@@ -17,7 +17,7 @@ class ControlPlaneError(Exception):
     """A control-plane request failed; one readable line naming the server."""
 
 
-def control_client(uplink: UplinkConfig, timeout: float = 5.0, db: int = 0) -> aioredis.Redis:
+def control_client(uplink: UplinkConfig, timeout: float = 5.0) -> aioredis.Redis:
     """A redis.asyncio client for `uplink` with its credentials and TLS settings (no connection yet).
 
     No retries: a caller that polls retries on its own schedule, and one that
@@ -31,7 +31,6 @@ def control_client(uplink: UplinkConfig, timeout: float = 5.0, db: int = 0) -> a
         "retry": Retry(NoBackoff(), 0),
         "client_name": "redis-proxy-control",
         "protocol": 2,
-        "db": db,
     }
     if uplink.network == "unix":
         if uplink.tls:

@@ -193,11 +193,6 @@ class SessionCore(DecisionApplier):
             delay.counts[0] += 1
             delay.count += 1
             return
-        self._hold_batch(batch)
-
-    def _hold_batch(self, batch: Batch) -> None:
-        """Off the hot path: hold the batch's commands and forward (or answer) them one by one."""
-        commands, raw = batch.commands, batch.raw
         if self.streaming:  # commands that followed SYNC/PSYNC in the same read
             self.actions.append(WriteUplink(raw if raw is not None else [encode_command(c) for c in commands]))
             return
