@@ -12,9 +12,7 @@ import time
 from typing import Any
 
 from redis_proxy.migration.copier import Copier, CopyCounters, RateLimit, Side
-from redis_proxy.migration.verify import CATEGORIES, EXAMPLES, MISSING_ON_SOURCE, Mismatch
-
-TTL_TOLERANCE_MS = 2000
+from redis_proxy.migration.verify import CATEGORIES, EXAMPLES, MISSING_ON_SOURCE, TTL_TOLERANCE_MS, Mismatch
 
 
 async def compare_servers(source: Side, target: Side) -> dict[str, Any]:
@@ -34,20 +32,13 @@ async def compare_servers(source: Side, target: Side) -> dict[str, Any]:
 
     source_dbs, target_dbs = await source.keyspace(), await target.keyspace()
     for db in sorted(set(source_dbs) | set(target_dbs)):
-        cursor = None
-        while cursor != 0:
-            cursor, keys = await source.scan(db, cursor or 0)
+        async for keys in source.batches(db):
             keys = sorted(set(keys))
             seen_source += len(keys)
             identical += note(await copier.compare(db, keys, TTL_TOLERANCE_MS), len(keys))
-        cursor = None
-        while cursor != 0:
-            cursor, keys = await target.scan(db, cursor or 0)
+        async for keys in target.batches(db):
             seen_target += len(keys)
-            if not keys:
-                continue
-            exists = await source.run(db, [("EXISTS", key) for key in keys])
-            only_target = sorted({key for key, n in zip(keys, exists, strict=True) if n == 0})
+            only_target = sorted(set(await copier.missing_on_source(db, keys)))
             found = await copier.compare(db, only_target, TTL_TOLERANCE_MS)
             note([m for m in found if m.category == MISSING_ON_SOURCE], 0)
     return {

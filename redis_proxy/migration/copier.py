@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,8 +18,8 @@ import hiredis
 
 from redis_proxy.config import UplinkConfig
 from redis_proxy.control.client import ControlPlaneError
-from redis_proxy.migration.wire import Pipe, open_pipe
 from redis_proxy.migration.verify import KeyState, Mismatch, comparable, compare_states, needs_values, value_command
+from redis_proxy.migration.wire import Pipe, open_pipe
 
 T = TypeVar("T")
 
@@ -129,9 +129,14 @@ class Side:
                 out[int(name[2:])] = int(fields.split(",", 1)[0].split("=", 1)[1])
         return out
 
-    async def scan(self, db: int, cursor: int) -> tuple[int, list[bytes]]:
-        cursor, keys = await self.call(db, "SCAN", cursor, "COUNT", SCAN_COUNT)
-        return int(cursor), list(keys)
+    async def batches(self, db: int) -> AsyncIterator[list[bytes]]:
+        """`db`'s keys, a SCAN batch at a time (a key may come twice: SCAN's guarantee is only 'at least once')."""
+        cursor = None
+        while cursor != 0:
+            reply, keys = await self.call(db, "SCAN", cursor or 0, "COUNT", SCAN_COUNT)
+            cursor = int(reply)
+            if keys:
+                yield list(keys)
 
     async def states(self, db: int, keys: list[bytes]) -> list[KeyState]:
         """TYPE, DUMP and PTTL of each key, in one round trip."""
@@ -172,31 +177,25 @@ class Copier:
 
     async def full_pass(self, db: int) -> None:
         """Every key of `db`: copy what the source has, then delete from the target what it lacks."""
-        cursor = 0
-        while True:
+        async for keys in self.source.batches(db):
             self.check()
-            cursor, keys = await self.source.scan(db, cursor)
             self.counters.keys_scanned += len(keys)
-            if keys:
-                await self.copy(db, keys)
-            if cursor == 0:
-                break
+            await self.copy(db, keys)
         await self.sweep(db)
 
     async def sweep(self, db: int) -> None:
         """Delete from the target's `db` the keys the source does not have."""
-        cursor = 0
-        while True:
+        async for keys in self.target.batches(db):
             self.check()
-            cursor, keys = await self.target.scan(db, cursor)
-            if keys:
-                exists = await self.source.run(db, [("EXISTS", key) for key in keys])
-                gone = [key for key, n in zip(keys, exists, strict=True) if n == 0]
-                if gone:
-                    await self.target.run(db, [("DEL", key) for key in gone])
-                    self.counters.keys_copied += len(gone)
-            if cursor == 0:
-                break
+            gone = await self.missing_on_source(db, keys)
+            if gone:
+                await self.target.run(db, [("DEL", key) for key in gone])
+                self.counters.keys_copied += len(gone)
+
+    async def missing_on_source(self, db: int, keys: list[bytes]) -> list[bytes]:
+        """Those of the target's `keys` that the source does not have (now)."""
+        exists = await self.source.run(db, [("EXISTS", key) for key in keys])
+        return [key for key, n in zip(keys, exists, strict=True) if n == 0]
 
     async def copy(self, db: int, keys: Iterable[bytes]) -> None:
         """Copy these keys of `db` as they are now on the source (a key it lacks is deleted on the target)."""
@@ -258,7 +257,8 @@ class Copier:
             # Different payloads of one type: a set or hash in hash order (each server seeds its own), or
             # another RDB version. The values decide, read in one round trip per side.
             differ = [i for i in range(len(chunk)) if needs_values(src[i], tgt[i])]
-            for group in _by_size(differ, lambda i: len(src[i].payload or b"")):  # values held: a few MiB at a time
+            payload_size = [len(state.payload or b"") for state in src]
+            for group in _by_size(differ, payload_size.__getitem__):  # values held: a few MiB at a time
                 pairs = [(chunk[i], src[i].kind) for i in group]
                 a_values, b_values = await asyncio.gather(self.source.values(db, pairs), self.target.values(db, pairs))
                 for i, a_value, b_value in zip(group, a_values, b_values, strict=True):

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-ALL_DBS: int = -1  # in a WholeDb mark: every database
+ALL_DBS: int = -1  # in a whole-database mark: every database
 
-Writes = list[tuple[int, bytes | None]]
+Mark = tuple[int, bytes | None]  # (db, key); key None: the whole database may have changed
+Writes = list[Mark]
 # What one command name compiles to: (argv, selected db) -> writes, or None for nothing.
 _Handler = Callable[[list[bytes], int], Writes | None]
 # Finds one key spec's keys in argv.

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from redis_proxy.migration.keyspecs import ALL_DBS, KeySpecs
-from redis_proxy.session.write_tracking import Mark
+from redis_proxy.migration.keyspecs import ALL_DBS, KeySpecs, Mark
 
 
 @dataclass
@@ -18,8 +17,8 @@ class Dirty:
     """One round's work: keys per database, and databases to copy whole (their keys unknown)."""
 
     keys: dict[int, set[bytes]] = field(default_factory=dict)
-    whole: set[int] = field(default_factory=set)  # may hold ALL_DBS
-    all_dbs: bool = False
+    whole: set[int] = field(default_factory=set)
+    all_dbs: bool = False  # an ALL_DBS mark: every database, whichever hold keys by then
 
     def __len__(self) -> int:
         return sum(map(len, self.keys.values()))

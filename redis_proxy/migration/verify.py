@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-
 EXAMPLES = 20  # mismatches kept as examples in a report
+TTL_TOLERANCE_MS = 2000  # a TTL may differ this much between the two servers (copying and reading take time)
 
 
 @dataclass(frozen=True)

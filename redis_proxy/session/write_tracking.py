@@ -25,16 +25,13 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
+from redis_proxy.migration.keyspecs import ALL_DBS, Mark
 from redis_proxy.session import routing
 from redis_proxy.session.core import SessionCore
 from redis_proxy.session.types import Action, Blocking, Held, Pending, SetDb, Tracked, owed
 
-ALL_DBS = -1  # as migration/keyspecs.py: a mark for every database
-
 if TYPE_CHECKING:
     from redis_proxy.resp import Batch
-
-Mark = tuple[int, bytes | None]  # (db, key); key None: the whole database may have changed
 
 
 class Marks(Protocol):
@@ -139,8 +136,6 @@ class TrackingSessionCore(SessionCore):
             self.select_dbs.append((self.sent_total + 1, old_db))
 
     def _after_send(self, marks: list[Mark], in_multi: bool) -> None:
-        if not marks:
-            return
         if in_multi:
             self.txn_marks.extend(marks)
         else:

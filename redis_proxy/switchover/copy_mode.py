@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING
 
 from redis_proxy.aio import within
 from redis_proxy.control.client import ControlPlaneError
-from redis_proxy.controller import PAUSED, ControlError
 from redis_proxy.migration.copier import Copier, CopyCounters, CopyError, RateLimit, Side
 from redis_proxy.migration.keyspecs import KeySpecs
 from redis_proxy.migration.tracker import Dirty, WriteTracker
-from redis_proxy.migration.verify import EXAMPLES, Mismatch
+from redis_proxy.migration.verify import EXAMPLES, TTL_TOLERANCE_MS, Mismatch
 from redis_proxy.session.write_tracking import start_tracking, stop_tracking
-from redis_proxy.switchover.engine import PREPARE_S, HoldExpired, Switchover, SwitchoverFailed
+from redis_proxy.switchover.engine import HoldExpired, Switchover, SwitchoverFailed
 from redis_proxy.switchover.options import Options
 
 if TYPE_CHECKING:
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 BARRIER_S = 30.0  # commands in flight when tracking began must be answered within this
 STALLED_ROUNDS = 3  # rounds without the dirty set shrinking before trying the cutover anyway
-TTL_TOLERANCE_MS = 2000  # a TTL may differ this much between the two servers (the copy takes time)
 PROBE_S = 5.0  # the target's first write in preflight: a paused target never answers it
 FENCE_PAUSE_MS = 3_600_000  # fence=pause: CLIENT PAUSE WRITE on the source for an hour
 
@@ -267,19 +265,11 @@ class CopySwitchover(Switchover):
 
     async def _cut_over(self) -> float | None:
         """Hold clients, copy the last keys, verify; when held since, or None (released: converge again)."""
-        options = self.options
-        ready, sessions = await self._io(self.controller.prepare_sessions(self.new_config, self.uplink_ssl, PREPARE_S))
-        self.status.event(f"{ready} of {sessions} client connection(s) opened on the target ahead of the switch")
-        hold_s = options.max_hold_ms / 1000
-        self.holding = True
-        try:
-            started = await self._io(self.controller.hold("switchover", timeout=hold_s))
-        except ControlError as exc:
-            self.holding = False
-            self._missed = "in-flight commands or open transactions did not finish (see read_time_limit_ms)"
-            self.status.event(f"clients not drained in time: {exc}", logging.WARNING)
+        await self._prepare_sessions()
+        started = await self._hold()
+        if started is None:
             return None
-        deadline = started + hold_s
+        deadline = started + self.options.max_hold_ms / 1000
         dirty = self._tracker.take()  # drained: every write the clients were answered is in it
         cut_short, self.copier.cut_short = self.copier.cut_short, {}
         for db, keys in cut_short.items():  # batches cut short earlier may have landed late: copied again now
@@ -295,8 +285,7 @@ class CopySwitchover(Switchover):
                     f"verification failed: {len(mismatches)} of {self.status.verify_checked} key(s) differ, e.g. "
                     + "; ".join(f"db {m.db} {m.key[:80]!r}: {m.problem}" for m in mismatches[:3])
                 )
-            if self.controller.state != PAUSED or not self.holding:
-                raise SwitchoverFailed("clients were released during the hold (the proxy is not paused any more)")
+            self._check_still_held()
             self.status.event(
                 f"cutover: copied {len(dirty)} key(s) and verified {self.status.verify_checked},"
                 f" clients held {(time.monotonic() - started) * 1000:.1f} ms so far"

@@ -318,29 +318,20 @@ class Switchover:
         """Hold clients (and peers) until the target has the source's last write; when held since, or None."""
         options = self.options
         await self._wait_close_enough()
-        ready, sessions = await self._io(self.controller.prepare_sessions(self.new_config, self.uplink_ssl, PREPARE_S))
-        self.status.event(f"{ready} of {sessions} client connection(s) opened on the target ahead of the switch")
+        await self._prepare_sessions()
         await self._wait_close_enough()  # the lag may have grown meanwhile
-        hold_s = options.max_hold_ms / 1000
         if self.peers:
             await self.peers.pause(options.max_hold_ms, expire_ms=options.max_hold_ms + PEER_PAUSE_MARGIN_MS)
             self._check_abort()
-        self.holding = True
-        try:
-            started = await self._io(self.controller.hold("switchover", timeout=hold_s))
-        except ControlError as exc:
-            self.holding = False
-            await self._release_peers()
-            self._missed = "in-flight commands or open transactions did not finish (see read_time_limit_ms)"
-            self.status.event(f"clients not drained in time: {exc}", logging.WARNING)
+        started = await self._hold()
+        if started is None:
             return None
-        deadline = started + hold_s
+        deadline = started + options.max_hold_ms / 1000
         try:
             await self._pause_source_writes(deadline)
             await self._until_caught_up(deadline, started)
             # Nothing may have let clients (or peers) go meanwhile: a promotion then would lose their writes.
-            if self.controller.state != PAUSED or not self.holding:
-                raise SwitchoverFailed("clients were released during the hold (the proxy is not paused any more)")
+            self._check_still_held()
             if self.peers:
                 await self._bounded(self.peers.all_paused(), deadline)
             return started
@@ -356,6 +347,26 @@ class Switchover:
             f"not caught up within max_hold_ms (lag {self.status.lag_bytes} bytes): clients released", logging.WARNING
         )
         return None
+
+    async def _prepare_sessions(self) -> None:
+        ready, sessions = await self._io(self.controller.prepare_sessions(self.new_config, self.uplink_ssl, PREPARE_S))
+        self.status.event(f"{ready} of {sessions} client connection(s) opened on the target ahead of the switch")
+
+    async def _hold(self) -> float | None:
+        """Hold clients, once in-flight commands have drained: since when; None (peers released) if they did not."""
+        self.holding = True
+        try:
+            return await self._io(self.controller.hold("switchover", timeout=self.options.max_hold_ms / 1000))
+        except ControlError as exc:
+            self.holding = False
+            await self._release_peers()
+            self._missed = "in-flight commands or open transactions did not finish (see read_time_limit_ms)"
+            self.status.event(f"clients not drained in time: {exc}", logging.WARNING)
+            return None
+
+    def _check_still_held(self) -> None:
+        if self.controller.state != PAUSED or not self.holding:
+            raise SwitchoverFailed("clients were released during the hold (the proxy is not paused any more)")
 
     async def _until_caught_up(self, deadline: float, started: float) -> None:
         while True:

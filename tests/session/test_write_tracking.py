@@ -7,7 +7,8 @@ import random
 from test_core import cmd, ready, to_client, upstream
 
 from redis_proxy.session.core import SessionCore
-from redis_proxy.session.write_tracking import Mark, TrackingSessionCore, start_tracking, stop_tracking
+from redis_proxy.migration.keyspecs import Mark
+from redis_proxy.session.write_tracking import TrackingSessionCore, start_tracking, stop_tracking
 
 WRITERS = {b"SET", b"INCR", b"DEL", b"RPUSH", b"FLUSHDB"}
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import redis
 
+from servers import wait_until
+
 SCRIPT = "redis.call('INCR', KEYS[1]); return redis.call('SADD', KEYS[2], ARGV[1])"
 
 
@@ -81,6 +83,11 @@ class Writers:
         for thread in self._threads:
             thread.join(30)
         return self.errors
+
+    def wait_progress(self, message: str) -> None:
+        """Until every writer has written again from now (or one failed)."""
+        since = list(self.ops)
+        wait_until(lambda: self.progressed(since), timeout=20, message=message)
 
     def progressed(self, since: list[int]) -> bool:
         """Every writer wrote since `since` (or one failed: waiting longer would not help)."""

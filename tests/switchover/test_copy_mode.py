@@ -38,8 +38,7 @@ def test_copy_mode_under_eight_writers_loses_nothing(redis_factory: Factory, pro
         wait_until(lambda: writers.progressed([0] * 8), timeout=10, message="writers started")
         start(admin, "new", mode="copy", max_copy_ops=0, max_copy_bytes=0)
         body = wait_result(admin, timeout=240)
-        since = list(writers.ops)
-        wait_until(lambda: writers.progressed(since), timeout=20, message="every writer progressed after the switch")
+        writers.wait_progress("every writer progressed after the switch")
     finally:
         errors = writers.stop()
     assert body["result"] == "done", messages(body)
@@ -123,8 +122,7 @@ def test_abort_leaves_the_source_serving(redis_factory: Factory, proxy_factory: 
         response = admin.cmd("abort-switchover")
         assert response.status_code == 200, response.text
         body = wait_result(admin)
-        since = list(writers.ops)
-        wait_until(lambda: writers.progressed(since), timeout=20, message="writers go on after the abort")
+        writers.wait_progress("writers go on after the abort")
     finally:
         errors = writers.stop()
     assert body["result"] == "aborted", messages(body)
