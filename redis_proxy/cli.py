@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pidfile", metavar="PATH", help="write the process id here once listening; removed at exit"
     )
+    parser.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take over from the proxy already running with this config (its control socket): its listeners and clients "
+        "move to this process without a client noticing, and it exits",
+    )
     parser.add_argument("--log-level", choices=LEVELS, default="info", help="least severe level logged (default: info)")
     parser.add_argument(
         "--log-format", choices=FORMATS, default="text", help="text lines, or one JSON object per line (default: text)"
@@ -153,8 +159,11 @@ def _probe_bind(name: str, addr: str) -> bool:
     return True
 
 
-async def _start(config: Config, path: str, without_uplink: bool, pidfile: str | None) -> int:
+async def _start(config: Config, path: str, without_uplink: bool, pidfile: str | None, takeover: bool) -> int:
     """Refuse to start against an uplink that cannot be used (unless told to wait for it); then serve."""
+    if takeover:
+        # The uplink is the one the running proxy uses now, checked once it is known (takeover/taker.py).
+        return await run(config, path, pidfile=pidfile, takeover=True)
     sentinel_master: MasterState | None = None
     if config.sentinel is not None:
         # Before anything else: the file's uplink.addr may be a master Sentinel has replaced since.
@@ -229,13 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return _run_loop(_check(config))
     pidfile = os.path.abspath(args.pidfile) if args.pidfile else None
-    if pidfile is not None:
+    if pidfile is not None and not args.takeover:  # taking over: the pid file names the process taken over
         try:
             check_pidfile(pidfile)
         except PidFileError as exc:
             log.error("%s", exc)
             return EXIT_START
     try:
-        return _run_loop(_start(config, args.config, args.start_without_uplink, pidfile))
+        return _run_loop(_start(config, args.config, args.start_without_uplink, pidfile, args.takeover))
     except KeyboardInterrupt:
         return 0

@@ -331,6 +331,9 @@ class Config(BaseModel):
     tcp_keepalive_s: int = Field(default=300, ge=0, le=32767)  # Linux refuses a longer TCP_KEEPIDLE
     max_pause_ms: int = Field(default=0, ge=0)
     client_query_buffer_limit: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    # `redis-proxy --takeover` connects here (a unix socket; default: next to the pid file).
+    control_socket: str | None = Field(default=None, min_length=1)
+    takeover_drain_s: int = Field(default=60, ge=0)  # after a takeover: how long the old process serves what could not move
 
     @model_validator(mode="before")
     @classmethod

@@ -37,10 +37,14 @@ from redis_proxy.stats import Stats
 from redis_proxy.migration.tracker import WriteTracker
 from redis_proxy.switchover.engine import Switchover
 from redis_proxy.switchover.status import SwitchoverStatus
+from redis_proxy.takeover.giver import ControlServer
 from redis_proxy.tls import server_context, uplink_context
 from redis_proxy.uplinks_status import UplinksPoller
 
 log = logging.getLogger("redis_proxy")
+
+# Listening sockets by listener name ("listen", "listen_raw", "admin"): what a takeover hands over.
+Listening = dict[str, list[socket.socket]]
 
 SHUTDOWN_SWITCHOVER_WAIT_S = 30.0  # a switchover's roll-back (or, once promoted, its switch and peers) at shutdown
 
@@ -72,7 +76,9 @@ class Proxy:
             self.controller.adjust_config = self._sentinel_master
         self.addresses: dict[str, str] = {}  # listener name -> the address it is bound to
         self.admin: Any = None  # the admin app's server, when configured
-        self._servers: list[asyncio.Server] = []
+        self._servers: dict[str, asyncio.Server] = {}  # listener name -> its server
+        self.control: Any = None  # the takeover control socket's server (takeover/giver.py), when it has a path
+        self.handed_over_to: int | None = None  # a takeover moved this proxy's clients to that process: it only drains
         self._unix_paths: list[str] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
@@ -148,6 +154,8 @@ class Proxy:
 
     def reload_problems(self, new: Config) -> list[str]:
         problems = self.config.listen_addresses_changed(new)
+        if new.control_socket != self.config.control_socket:
+            problems.append("control_socket cannot change on reload (restart the proxy, or take it over with --takeover)")
         if new.sentinel != self.config.sentinel:
             problems.append("sentinel cannot be added, removed or changed on reload (restart the proxy)")
         for name in LISTENERS:
@@ -173,45 +181,81 @@ class Proxy:
 
     # -- listeners --------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind every listener (raises OSError with the address on failure)."""
-        config = self.config
+    async def start(self, inherited: Listening | None = None, admin: bool = True) -> None:
+        """Bind every listener (raises OSError with the address on failure); `inherited`: sockets a takeover handed over.
+
+        `admin` False: the admin app is started later (`start_admin_app`), after a takeover's hold.
+        """
         self.health.start()
         self.uplinks_status.start()
         self.failover.start()
         if self.sentinel is not None:
             self.sentinel.start()
-        await self._listen("listen", config.listen.addr, config.listen.network, lambda: ClientSession(self))
-        if config.listen_raw is not None:
-            warning = raw_exposure_warning(config)
+        if self.config.listen_raw is not None:
+            warning = raw_exposure_warning(self.config)
             if warning:
                 log.warning("%s", warning)
+        await self.listen_all(inherited or {}, admin)
+
+    async def listen_all(self, inherited: Listening, admin: bool = True) -> None:
+        """Start the listeners and the admin app, on `inherited` sockets where given."""
+        config = self.config
+        await self._listen("listen", config.listen.addr, config.listen.network, lambda: ClientSession(self), inherited.get("listen"))
+        if config.listen_raw is not None:
             await self._listen(
-                "listen_raw", config.listen_raw.addr, config.listen_raw.network, lambda: raw_protocol_factory(self)
+                "listen_raw", config.listen_raw.addr, config.listen_raw.network, lambda: raw_protocol_factory(self),
+                inherited.get("listen_raw"),
             )
-        if config.admin is not None:
-            self.admin = await start_admin(self)
+        if admin:
+            await self.start_admin_app(inherited.get("admin"))
+
+    async def start_admin_app(self, inherited: list[socket.socket] | None = None) -> None:
+        if self.config.admin is not None:
+            self.admin = await start_admin(self, inherited)
             self.addresses["admin"] = self.admin.address
 
-    async def _listen(self, name: str, addr: str, network: str, factory: Any) -> None:
+    async def _listen(self, name: str, addr: str, network: str, factory: Any, inherited: list[socket.socket] | None) -> None:
         loop = asyncio.get_running_loop()
         context = self.tls.get(name)
+        sock = inherited[0] if inherited else None
         try:
             if network == "unix":
-                _remove_stale_socket(addr)
-                server = await loop.create_unix_server(factory, addr, ssl=context)
-                self._unix_paths.append(addr)
+                if sock is None:
+                    _remove_stale_socket(addr)
+                server = await loop.create_unix_server(factory, None if sock else addr, sock=sock, ssl=context)
+                if addr not in self._unix_paths:
+                    self._unix_paths.append(addr)
                 bound = addr
             else:
-                host, port = parse_tcp_addr(addr)
-                server = await loop.create_server(factory, host, port, ssl=context, reuse_address=True)
+                if sock is None:
+                    host, port = parse_tcp_addr(addr)
+                    server = await loop.create_server(factory, host, port, ssl=context, reuse_address=True)
+                else:
+                    server = await loop.create_server(factory, sock=sock, ssl=context)
                 sockname = server.sockets[0].getsockname()
                 bound = f"[{sockname[0]}]:{sockname[1]}" if ":" in sockname[0] else f"{sockname[0]}:{sockname[1]}"
         except OSError as exc:
             raise OSError(exc.errno, f"{name}: cannot listen on {addr}: {exc.strerror or exc}") from None
-        self._servers.append(server)
+        self._servers[name] = server
         self.addresses[name] = bound
-        log.info("%s: listening on %s%s", name, bound, " (TLS)" if context else "")
+        log.info("%s: listening on %s%s%s", name, bound, " (TLS)" if context else "", " (handed over)" if sock else "")
+
+    async def detach_listeners(self) -> Listening:
+        """Stop accepting (takeover): the listening sockets, duplicated, for the new process or to listen again.
+
+        Connections that arrive meanwhile wait in the kernel's backlog for
+        whichever process listens next.
+        """
+        detached: Listening = {}
+        for name, server in self._servers.items():
+            detached[name] = [_dup(sock) for sock in server.sockets]
+            server.close()
+        self._servers = {}
+        if self.admin is not None:
+            detached["admin"] = [_dup(sock) for sock in self.admin.sockets]
+            admin, self.admin = self.admin, None
+            await admin.stop()
+        return detached
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -228,6 +272,10 @@ class Proxy:
             self.spawn(self.stop(), "shutdown")
 
     def request_reload(self) -> None:
+        if self.handed_over_to is not None:
+            log.warning("SIGHUP ignored: this process handed over to pid %d; reload that one", self.handed_over_to)
+            return
+
         async def reload() -> None:
             try:
                 result = await self.controller.reload()
@@ -243,8 +291,10 @@ class Proxy:
             await self._stopped.wait()
             return
         self._stopping = True
-        for server in self._servers:
+        for server in self._servers.values():
             server.close()
+        if self.control is not None:
+            self.control.close()
         await self._end_switchover()
         if self.sentinel is not None:
             await self.sentinel.stop()  # first: no failover is followed while the proxy stops (a hold it took ends)
@@ -263,6 +313,52 @@ class Proxy:
                 os.unlink(path)
         await asyncio.sleep(0)  # let transports deliver their close callbacks
         self._stopped.set()
+
+    # -- takeover (takeover/) ----------------------------------------------------------------
+
+    def retire(self, new_pid: int) -> None:
+        """A takeover moved this proxy's listeners and clients to `new_pid`: serve what stayed, then stop."""
+        self.handed_over_to = new_pid
+        self._unix_paths.clear()  # the new process listens on them now: never unlink them
+        self.spawn(self._drain_after_handover(new_pid), "takeover-drain")
+
+    async def _drain_after_handover(self, new_pid: int) -> None:
+        # The new process checks health, follows failovers and Sentinel from now on.
+        await self.health.stop()
+        await self.uplinks_status.stop()
+        await self.failover.stop()
+        if self.sentinel is not None:
+            await self.sentinel.stop()
+        left = len(self.sessions) + len(self.raw_connections)
+        if left:
+            log.info(
+                "takeover: serving %d connection(s) that could not move until they close (at most takeover_drain_s=%d s)",
+                left, self.config.takeover_drain_s,
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.takeover_drain_s
+        # Polled: connections close on their own schedule and this runs once per process.
+        while (self.sessions or self.raw_connections) and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        left = len(self.sessions) + len(self.raw_connections)
+        if left:
+            log.info("takeover: closing %d connection(s) still open after takeover_drain_s", left)
+        self.request_stop(f"handed over to pid {new_pid}")
+
+    async def abandon(self) -> None:
+        """A takeover's new process gives up before the old one let go: stop without touching a client or a socket path."""
+        self._unix_paths.clear()
+        for server in self._servers.values():
+            server.close()
+        self._servers = {}
+        if self.admin is not None:
+            await self.admin.stop()
+            self.admin = None
+        await self.health.stop()
+        await self.uplinks_status.stop()
+        await self.failover.stop()
+        if self.sentinel is not None:
+            await self.sentinel.stop()
 
     async def _end_switchover(self) -> None:
         """At shutdown: a switchover before its promotion is aborted (rolled back); after it, finished."""
@@ -286,6 +382,11 @@ class Proxy:
             "uplink_name": self.config.uplink_name,
             "addresses": dict(self.addresses),
         }
+
+
+def _dup(sock: Any) -> socket.socket:
+    """An independent descriptor for a listening socket (asyncio's and uvloop's socket wrappers have no dup())."""
+    return socket.socket(fileno=os.dup(sock.fileno()))
 
 
 def _unreachable_wait(config: Config) -> float:
@@ -348,20 +449,57 @@ def _remove_stale_socket(path: str) -> None:
         probe.close()
 
 
+def control_socket_path(config: Config, pidfile: str | None) -> str | None:
+    """Where the takeover control socket is: control_socket, else next to the pid file, else nowhere."""
+    if config.control_socket is not None:
+        return os.path.abspath(config.control_socket)
+    if pidfile is not None:
+        return os.path.splitext(os.path.abspath(pidfile))[0] + ".control"
+    return None
+
+
 async def run(
-    config: Config, config_path: str | None, pidfile: str | None = None, sentinel_master: MasterState | None = None
+    config: Config,
+    config_path: str | None,
+    pidfile: str | None = None,
+    sentinel_master: MasterState | None = None,
+    takeover: bool = False,
 ) -> int:
     """Serve until SIGTERM/SIGINT; the process's exit code.
 
     The pid file is written once every listener is bound (so a script that
     waits for it can connect) and removed when the proxy has stopped.
+    `takeover`: take the listeners and clients of the proxy already running
+    (its control socket), instead of binding.
     """
+    from redis_proxy.takeover.taker import TakeoverError, take_over  # it imports this module: here, not at the top
+
     proxy: Proxy | None = None
+    control_path = control_socket_path(config, pidfile)
     try:
-        proxy = Proxy(config, config_path, sentinel_master)
-        await proxy.start()
+        if takeover:
+            if control_path is None:
+                raise TakeoverError("--takeover needs control_socket in the config, or --pidfile (the control socket is next to it)")
+            proxy = await take_over(config, config_path, control_path)
+        else:
+            proxy = Proxy(config, config_path, sentinel_master)
+            await proxy.start()
         if pidfile is not None:
             write_pidfile(pidfile)
+        if control_path is not None:
+            control = ControlServer(proxy, control_path)
+            try:
+                control.start()
+            except OSError as exc:
+                if not takeover:
+                    raise
+                # Clients are already served here: a missing control socket only means no next takeover.
+                log.error("%s; this process cannot be taken over", exc.strerror or exc)
+            else:
+                proxy.control = control
+    except TakeoverError as exc:
+        log.error("takeover failed: %s", exc)
+        return 1
     except (ConfigError, OSError, PidFileError) as exc:
         if isinstance(exc, ConfigError):
             for line in exc.problems:

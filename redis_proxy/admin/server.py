@@ -126,6 +126,7 @@ class AdminServer:
         self._task = task
         self._sockets = sockets
         self._stopping = False
+        self.sockets = sockets  # listening; a takeover hands them over
         self.address = _format_addr(sockets[0].getsockname())
         self.url = f"{'https' if tls else 'http'}://{self.address}/"
         task.add_done_callback(self._ended)
@@ -167,13 +168,29 @@ class AdminServer:
             sock.close()  # uvicorn closes them on a normal shutdown; this covers the others
 
 
-async def start_admin(proxy: Proxy) -> AdminServer:
-    """Start serving the admin app on config.admin.addr (raises OSError when it cannot)."""
+def preload() -> None:
+    """Import what uvicorn imports when it starts (its HTTP protocol modules: about 20 ms).
+
+    A takeover calls this before clients are held, so starting the admin app
+    afterwards does not stall the event loop that has just released them.
+    """
+    uvicorn.Config(_empty_app, log_level="warning", log_config=None, lifespan="off", ws="none").load()
+
+
+async def _empty_app(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+async def start_admin(proxy: Proxy, inherited: list[socket.socket] | None = None) -> AdminServer:
+    """Start serving the admin app on config.admin.addr (raises OSError when it cannot).
+
+    `inherited`: listening sockets already bound (a takeover hands them over), used instead of binding.
+    """
     section = proxy.config.admin
     if section is None:
         raise RuntimeError("start_admin called without an admin section in the config")
     try:
-        sockets = await _bind(section.addr)
+        sockets = inherited if inherited else await _bind(section.addr)
     except OSError as exc:
         raise OSError(exc.errno, f"admin: cannot listen on {section.addr}: {exc.strerror or exc}") from None
     context = proxy.tls.get("admin")

@@ -145,6 +145,10 @@ class RequestFramer:
         """Framing stopped after an AUTH/HELLO (unauthenticated mode) until `resume()`."""
         return self._stopped
 
+    def peek_unframed(self) -> bytes:
+        """What was received and not framed, as `take_unframed` gives it, leaving the framer as it is (a takeover's snapshot)."""
+        return b"".join(self._carry) + bytes(self._buf)
+
     def take_unframed(self) -> bytes:
         """What was received and not framed (an unfinished command), handed out raw; framing is over.
 

@@ -62,6 +62,18 @@ class ClientIds:
             self._push_hooks[pid] = on_pushes
         return pid
 
+    def adopt(self, pid: int, wanted: int) -> None:
+        """A session handed over by another process (takeover) keeps the id its client knows: `pid` becomes `wanted`."""
+        if wanted == pid:
+            return
+        if wanted in self._clients:
+            raise ValueError(f"client id {wanted} is already in use")
+        self._clients[wanted] = self._clients.pop(pid)
+        hook = self._push_hooks.pop(pid, None)
+        if hook is not None:
+            self._push_hooks[wanted] = hook
+        self._last = max(self._last, wanted)  # ids handed out later never collide with it
+
     def unregister(self, pid: int) -> None:
         self.clear_uplink(pid)
         client = self._clients.pop(pid, None)

@@ -473,6 +473,13 @@ class SessionCore(DecisionApplier):
         close_if_idle(self)
         return self._take_actions()
 
+    def connect_now(self, had_uplink: bool) -> list[Action]:
+        """A session handed over by another process (takeover): open its uplink at once if it had one
+        (its next command need not wait for it) or if messages or MONITOR lines must flow."""
+        if had_uplink or self._keeps_connected():
+            self._want_uplink()
+        return self._take_actions()
+
     def switch_uplink(self) -> list[Action]:
         """The generation changed: leave the old uplink connection at the next reply boundary."""
         if self.streaming:

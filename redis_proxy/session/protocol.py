@@ -21,6 +21,7 @@ from redis_proxy.ratelog import peer_events
 from redis_proxy.resp import encode_command
 from redis_proxy.session.client_ids import ClientIds
 from redis_proxy.session.core import SessionCore
+from redis_proxy.session import handover
 from redis_proxy.session.write_tracking import Marks, start_tracking
 from redis_proxy.session import prepared
 from redis_proxy.session.limits import MAX_CLIENTS_ERROR, ClientLimits, admits
@@ -90,6 +91,7 @@ class ClientSession(asyncio.Protocol):
         # replies are logged as redacted until nothing is owed any more.
         self._redacting = False
         self.set_tracing(context.log_messages)
+        self.adopting: handover.Restored | None = None  # takeover: a session handed over, carried on once released
 
     def set_tracing(self, enabled: bool) -> None:
         """log_messages: every command and reply of this client is logged (changes on reload)."""
@@ -163,6 +165,63 @@ class ClientSession(asyncio.Protocol):
         """Shutdown: close both connections now."""
         self._perform(self.core.fail(None, "the proxy is shutting down", logging.DEBUG))
 
+    # -- takeover: handing this connection to another process (takeover/) -----------------------
+
+    def freeze_for_handover(self) -> str | None:
+        """Stop both sides until the takeover commits or rolls back; None, or why this session stays here."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return "closing"
+        if transport.get_extra_info("ssl_object") is not None:
+            return "TLS (its TLS state lives in this process)"
+        reason = handover.why_not_movable(self.core)
+        if reason is not None:
+            return reason
+        self._pause_reading("handover")
+        if self.uplink is not None and self.uplink.transport is not None:
+            self.uplink.transport.pause_reading()  # pub/sub messages and MONITOR lines wait in the kernel
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        return None
+
+    def flushed(self) -> bool:
+        """Everything written to the client has left this process (a connection moves only then)."""
+        return self.transport is not None and self.transport.get_write_buffer_size() == 0
+
+    def thaw(self) -> None:
+        """The takeover rolled back: carry on as before."""
+        if self.uplink is not None and self.uplink.transport is not None and not self._client_paused:
+            self.uplink.transport.resume_reading()
+        self._resume_reading("handover")
+        if self.limits.idle_timeout and self._idle_timer is None and not self.core.closing:
+            self._idle_timer = self.loop.call_later(self.limits.idle_timeout, self._idle_fired)
+
+    def handed_over(self) -> None:
+        """The new process has the connection: close this process's descriptor only (the client sees nothing).
+
+        The session ends here first, so nothing it held is ever sent from this process.
+        """
+        transport = self.transport
+        self.connection_lost(None)
+        if transport is not None:
+            transport.abort()
+
+    @property
+    def connect_task(self) -> asyncio.Task[None] | None:
+        """The uplink connection being opened, if one is (a takeover waits for subscribers' before resuming)."""
+        return self._connect_task
+
+    def adopted(self) -> None:
+        """The old process let go (new process): feed the input it handed over, connect, read."""
+        restored, self.adopting = self.adopting, None
+        if restored is None:
+            return
+        if restored.input:
+            self._perform(self.core.client_data(restored.input))
+        self._perform(self.core.connect_now(restored.connect))
+        self._resume_reading("handover")
+
     # -- client side: asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -170,7 +229,11 @@ class ClientSession(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
         set_nodelay(transport)
-        if not admits(self.context.client_count(), self.limits):
+        if self.adopting is not None:
+            # Handed over by the old process (takeover): an existing client, not counted
+            # against max_clients; nothing is read until the old process has let go.
+            self._pause_reading("handover")
+        elif not admits(self.context.client_count(), self.limits):
             # As Redis: one error line, then close; this connection never becomes a session.
             peer_events.warning("max-clients", "client %s: refused: max_clients (%d) reached", self.peer, self.limits.max_clients)
             self.core.closing = True
