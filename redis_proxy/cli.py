@@ -19,6 +19,7 @@ from typing import Any
 
 from redis_proxy import __version__
 from redis_proxy.config import LISTENERS, Config, ConfigError, load_config, parse_tcp_addr
+from redis_proxy.detach import detach
 from redis_proxy.logs import FORMATS, LEVELS, setup_logging
 from redis_proxy.pidfile import PidFileError, check_pidfile
 from redis_proxy.sentinel.events import MasterState
@@ -59,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="take over from the proxy already running with this config (its control socket): its listeners and clients "
         "move to this process without a client noticing, and it exits",
+    )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="with --takeover and --pidfile: run the new process in the background and exit once it serves "
+        "(0) or has failed (1); for systemd's ExecReload",
     )
     parser.add_argument("--log-level", choices=LEVELS, default="info", help="least severe level logged (default: info)")
     parser.add_argument(
@@ -237,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.check:
         return _run_loop(_check(config))
+    if args.detach:
+        if not (args.takeover and args.pidfile):
+            log.error("--detach goes with --takeover and --pidfile")
+            return EXIT_START
+        return detach([a for a in argv if a != "--detach"], os.path.abspath(args.pidfile))
     pidfile = os.path.abspath(args.pidfile) if args.pidfile else None
     if pidfile is not None and not args.takeover:  # taking over: the pid file names the process taken over
         try:
