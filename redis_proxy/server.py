@@ -267,6 +267,11 @@ class Proxy:
         return task
 
     def request_stop(self, why: str) -> None:
+        if self.control is not None and self.control.busy and self.handed_over_to is None:
+            # Closing now would close connections a new process may be adopting: after the takeover.
+            log.info("%s: a takeover is under way; stopping once it has ended", why)
+            self.control.stop_after = why
+            return
         if not self._stopping:
             log.info("%s: shutting down", why)
             self.spawn(self.stop(), "shutdown")

@@ -59,7 +59,8 @@ class ControlServer:
         self.proxy = proxy
         self.path = path
         self._sock: socket.socket | None = None
-        self._busy = False
+        self.busy = False  # a takeover is under way
+        self.stop_after: str | None = None  # a stop asked for meanwhile (SIGTERM): done once it has ended
         self._closed = False
 
     def start(self) -> None:
@@ -110,14 +111,16 @@ class ControlServer:
 
     async def _serve(self, channel: Channel) -> None:
         try:
-            if self._busy:
+            if self.busy:
                 await _refuse(channel, "a takeover is already under way")
                 return
-            self._busy = True
+            self.busy = True
             try:
                 await _take_over(self.proxy, channel, self)
             finally:
-                self._busy = False
+                self.busy = False
+                if self.stop_after is not None:
+                    self.proxy.request_stop(self.stop_after)
         except ControlChannelError as exc:
             log.warning("takeover: %s; this process keeps serving", exc)
         except Exception:  # never let a takeover's bug end the proxy
