@@ -55,7 +55,7 @@ def test_metrics_families_and_values(admin: AdminClient) -> None:
     state = families["redis_proxy_state"]
     assert {s.labels["state"]: s.value for s in state} == {"running": 1, "pausing": 0, "paused": 0, "stopping": 0}
 
-    for histogram in ("latency_seconds", "proxy_delay_seconds", "pause_hold_seconds"):
+    for histogram in ("latency_seconds", "proxy_delay_seconds", "pause_hold_seconds", "loop_lag_seconds"):
         samples = families[f"redis_proxy_{histogram}"]
         buckets = [s for s in samples if s.name.endswith("_bucket")]
         assert buckets[-1].labels["le"] == "+Inf"
