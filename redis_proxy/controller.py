@@ -160,8 +160,11 @@ class Controller(UplinkChoice):
 
     def paused_seconds(self) -> float:
         """Time spent pausing or paused since start, the current pause included."""
-        current = time.monotonic() - self.paused_since if self.paused_since is not None else 0.0
-        return self.proxy.stats.paused_seconds + current
+        return self.proxy.stats.paused_seconds + self.current_pause()
+
+    def current_pause(self) -> float:
+        """How long the current hold (pause, reload, switch, failover) has lasted; 0 while running."""
+        return time.monotonic() - self.paused_since if self.paused_since is not None else 0.0
 
     async def pause_and_wait(self, timeout: float, expire_ms: int = 0) -> float:
         """Pause and return once paused (seconds it took). On timeout, unpause and raise ControlError."""
@@ -178,6 +181,7 @@ class Controller(UplinkChoice):
     def _begin_pause(self) -> None:
         if self.state == RUNNING:
             self.paused_since = time.monotonic()
+            self.proxy.stats.pauses += 1
             self._set_state(PAUSING)
             if self.time_limit:
                 # A transaction (MULTI or WATCH) holds a pause like a command
@@ -316,8 +320,9 @@ class Controller(UplinkChoice):
         connections are gone, and sessions answer them with an error.
         """
         if self.state in (RUNNING, PAUSING, PAUSED):
-            if self.paused_since is None:
+            if self.paused_since is None:  # from running: a hold begins (else it continues a pause)
                 self.paused_since = time.monotonic()
+                self.proxy.stats.pauses += 1
             self._set_state(FAILING_OVER)
 
     def end_failover(self) -> None:

@@ -219,8 +219,12 @@ class UplinkChoice:
             new = self.proxy.config.with_uplink(name)
             if new.uplink == self.proxy.config.uplink:
                 return {"switched": False, "uplink": name, "held_ms": 0.0}
-            uplink_ssl = await self.check_target(new, name)
-            held = await self._pause_and_switch(new, uplink_ssl, f"switch to {name}")
+            try:
+                uplink_ssl = await self.check_target(new, name)
+                held = await self._pause_and_switch(new, uplink_ssl, f"switch to {name}")
+            except ControlError:
+                self.proxy.stats.switch_failures += 1  # the proxy stays on its uplink; the caller says why
+                raise
             return {"switched": True, "uplink": name, "held_ms": round(held * 1000, 3), "paused": self.operator_paused}
 
     async def check_target(self, new: Config, name: str, replica_ok: bool = False) -> ssl.SSLContext | None:

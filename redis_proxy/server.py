@@ -24,6 +24,7 @@ from redis_proxy.controller import ControlError, Controller
 from redis_proxy.failover.monitor import FailoverMonitor
 from redis_proxy.gate import Gate
 from redis_proxy.health import HealthChecker
+from redis_proxy.loop_lag import LoopLagProbe
 from redis_proxy.pidfile import PidFileError, remove_pidfile, write_pidfile
 from redis_proxy.raw import RawPipe, raw_protocol_factory
 from redis_proxy.session.client_ids import ClientIds
@@ -66,6 +67,7 @@ class Proxy:
         self.client_ids = ClientIds()  # the client ids sessions hand out, and their uplink connections' ids
         self.write_tracker: WriteTracker | None = None  # set while a copy-mode switchover tracks writes
         self.health = HealthChecker(self.uplink_settings)  # /readyz, uplink_up; started by start()
+        self.loop_lag = LoopLagProbe(self.stats.loop_lag)  # the loop_lag_seconds metric; started by start()
         self.switchover_status = SwitchoverStatus()  # the running or last switchover (GET /switchover.json)
         self.switchover: Switchover | None = None
         self.failover = FailoverMonitor(self)  # automatic failover (config.failover); started by start()
@@ -187,6 +189,7 @@ class Proxy:
         `admin` False: the admin app is started later (`start_admin_app`), after a takeover's hold.
         """
         self.health.start()
+        self.loop_lag.start()
         self.uplinks_status.start()
         self.failover.start()
         if self.sentinel is not None:
@@ -311,6 +314,7 @@ class Proxy:
         if self.admin is not None:
             await self.admin.stop()
         await self.health.stop()
+        await self.loop_lag.stop()
         await self.uplinks_status.stop()
         await self.failover.stop()
         for path in self._unix_paths:

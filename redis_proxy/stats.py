@@ -51,10 +51,14 @@ class Stats:
     time_limit_kills: int = 0
     uplink_failures: int = 0
     pause_limit_hits: int = 0  # operator pauses ended by max_pause_ms
+    # Holds begun from running (operator pause, reload, switch, switchover, failover): with hold_time's
+    # count (holds ended) a dashboard draws each one as an event.
+    pauses: int = 0
     paused_seconds: float = 0.0  # time spent paused or pausing, finished pauses only (see Controller.paused_seconds)
     reloads: int = 0
     reload_failures: int = 0
     switches: int = 0
+    switch_failures: int = 0  # cmd=switch attempts that failed once begun: target refused, drain too long, switching failed
     # Finished switchovers by result ("done", "failed", "aborted"): every key
     # is there from the start, so metrics show a 0 rather than no series.
     switchovers: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
@@ -68,6 +72,8 @@ class Stats:
     # Time from a batch's arrival from the client to its forwarding upstream: the delay the proxy adds.
     proxy_delay: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     hold_time: Histogram = field(default_factory=lambda: Histogram(HOLD_BUCKETS))
+    # One event loop pass, sampled (loop_lag.py): what a read waits before the proxy handles it, under load.
+    loop_lag: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
 
     def count_names(self, commands: list[list[bytes]]) -> None:
         by_name = self.commands_by_name

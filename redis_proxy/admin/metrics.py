@@ -43,7 +43,9 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("reloads", "reloads", "Successful config reloads."),
     ("reload_failures", "reload_failures", "Refused or failed config reloads."),
     ("switches", "switches", "Uplink switches."),
+    ("switch_failures", "switch_failures", "cmd=switch attempts that failed (target refused, drain too long, switching failed)."),
     ("pause_limit_hits", "pause_limit_hits", "Operator pauses ended by max_pause_ms."),
+    ("pauses", "pauses", "Holds begun (operator pause, reload, switch, switchover or failover); pause_hold_seconds counts those ended."),
 )
 
 # (metric name, Stats attribute, help text); all in seconds.
@@ -51,6 +53,11 @@ _HISTOGRAMS: tuple[tuple[str, str, str], ...] = (
     ("latency_seconds", "latency", "Time from forwarding a batch of commands to its last reply."),
     ("proxy_delay_seconds", "proxy_delay", "Time from a batch's arrival from the client to its forwarding upstream."),
     ("pause_hold_seconds", "hold_time", "How long commands were held by a pause, per pause."),
+    (
+        "loop_lag_seconds",
+        "loop_lag",
+        "One event loop pass, sampled every 0.25 s: how long a read from a client or the uplink waits before the proxy handles it.",
+    ),
 )
 
 
@@ -99,6 +106,13 @@ class ProxyCollector(Collector):
             f"{PREFIX}_paused_seconds",
             "Seconds the proxy spent pausing or paused (holding clients' commands), the current pause included.",
             value=controller.paused_seconds(),
+        )
+        # An alert on a pause lasting too long reads this directly: the counter
+        # above only tells how much of a window was paused, not for how long in one go.
+        yield GaugeMetricFamily(
+            f"{PREFIX}_current_pause_seconds",
+            "How long the current hold (operator pause, reload, switch, switchover or failover) has lasted; 0 while running.",
+            value=controller.current_pause(),
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_uplink_up",

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from admin_client import AdminClient
-from servers import RedisServer, wait_until
+from servers import RedisServer, free_port, proxy_config, wait_until
 
 
 def scrape(admin: AdminClient) -> dict[str, list[Sample]]:
@@ -55,7 +55,7 @@ def test_metrics_families_and_values(admin: AdminClient) -> None:
     state = families["redis_proxy_state"]
     assert {s.labels["state"]: s.value for s in state} == {"running": 1, "pausing": 0, "paused": 0, "stopping": 0}
 
-    for histogram in ("latency_seconds", "proxy_delay_seconds", "pause_hold_seconds"):
+    for histogram in ("latency_seconds", "proxy_delay_seconds", "pause_hold_seconds", "loop_lag_seconds"):
         samples = families[f"redis_proxy_{histogram}"]
         buckets = [s for s in samples if s.name.endswith("_bucket")]
         assert buckets[-1].labels["le"] == "+Inf"
@@ -98,3 +98,43 @@ def test_metrics_show_in_flight_commands(admin: AdminClient) -> None:
             message="in_flight gauge shows the DEBUG SLEEP",
         )
         assert slow.result(timeout=5) == b"OK"
+
+
+def test_metrics_count_pauses_and_time_the_current_one(admin: AdminClient) -> None:
+    families = scrape(admin)
+    assert value(families["redis_proxy_pauses"], "redis_proxy_pauses_total") == 0
+    assert value(families["redis_proxy_current_pause_seconds"], "redis_proxy_current_pause_seconds") == 0
+    admin.ok("pause")
+    wait_until(
+        lambda: value(scrape(admin)["redis_proxy_current_pause_seconds"], "redis_proxy_current_pause_seconds") >= 0.2,
+        message="current_pause_seconds grows while paused",
+    )
+    admin.ok("pause")  # pausing a paused proxy begins no new hold
+    assert value(scrape(admin)["redis_proxy_pauses"], "redis_proxy_pauses_total") == 1
+    admin.ok("unpause")
+    families = scrape(admin)
+    assert value(families["redis_proxy_current_pause_seconds"], "redis_proxy_current_pause_seconds") == 0
+    assert value(families["redis_proxy_pauses"], "redis_proxy_pauses_total") == 1
+    assert value(families["redis_proxy_pause_hold_seconds"], "redis_proxy_pause_hold_seconds_count") == 1
+
+
+def test_metrics_count_failed_switches(redis_server: RedisServer, admin_factory: Callable[..., AdminClient]) -> None:
+    config = proxy_config(redis_server)
+    config["uplinks"] = {"dead": {"addr": f"127.0.0.1:{free_port()}"}}
+    admin = admin_factory(config)
+    assert admin.cmd("switch", to="dead").status_code >= 400
+    families = scrape(admin)
+    assert value(families["redis_proxy_switch_failures"], "redis_proxy_switch_failures_total") == 1
+    assert value(families["redis_proxy_switches"], "redis_proxy_switches_total") == 0
+    assert value(families["redis_proxy_pauses"], "redis_proxy_pauses_total") == 0  # refused before any hold
+
+
+def test_metrics_sample_the_event_loop_lag(admin: AdminClient) -> None:
+    # Sampled every 0.25 s from the start: a few samples within a second, all
+    # far below a second on an idle proxy.
+    wait_until(
+        lambda: value(scrape(admin)["redis_proxy_loop_lag_seconds"], "redis_proxy_loop_lag_seconds_count") >= 2,
+        message="loop lag samples",
+    )
+    lag = scrape(admin)["redis_proxy_loop_lag_seconds"]
+    assert value(lag, "redis_proxy_loop_lag_seconds_bucket", le="1.0") == value(lag, "redis_proxy_loop_lag_seconds_count")
