@@ -313,10 +313,7 @@ class Proxy:
             pipe.close()
         if self.admin is not None:
             await self.admin.stop()
-        await self.health.stop()
-        await self.loop_lag.stop()
-        await self.uplinks_status.stop()
-        await self.failover.stop()
+        await self._stop_watching()
         for path in self._unix_paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -332,12 +329,7 @@ class Proxy:
         self.spawn(self._drain_after_handover(new_pid), "takeover-drain")
 
     async def _drain_after_handover(self, new_pid: int) -> None:
-        # The new process checks health, follows failovers and Sentinel from now on.
-        await self.health.stop()
-        await self.uplinks_status.stop()
-        await self.failover.stop()
-        if self.sentinel is not None:
-            await self.sentinel.stop()
+        await self._stop_watching()  # the new process checks health, follows failovers and Sentinel from now on
         left = len(self.sessions) + len(self.raw_connections)
         if left:
             log.info(
@@ -363,9 +355,14 @@ class Proxy:
         if self.admin is not None:
             await self.admin.stop()
             self.admin = None
+        await self._stop_watching()
+
+    async def _stop_watching(self) -> None:
+        """Stop the background tasks that watch the uplinks and the loop (each stop is idempotent)."""
         await self.health.stop()
         await self.uplinks_status.stop()
         await self.failover.stop()
+        await self.loop_lag.stop()
         if self.sentinel is not None:
             await self.sentinel.stop()
 
