@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from redis_proxy.config_errors import duplicate_problems, object_hook, translate
-from redis_proxy.config_files import LISTENERS, check_files, resolve_paths
+from redis_proxy.config_files import LISTENERS, check_files, read_pass_files, resolve_paths
 
 __all__ = ["LISTENERS", "Config", "ConfigError", "check_files", "load_config", "parse_config", "resolve_paths"]
 
@@ -232,9 +232,19 @@ class AdminConfig(_ListenerSection):
     """Optional HTTP admin interface (TCP only, so no network key)."""
 
     password: OptStr = Field(default=None, alias="pass", repr=False)
+    # The password in a file of its own (a Docker or Kubernetes secret, a
+    # systemd credential): config.json then holds no secret and can live in a
+    # ConfigMap or a repository. Read at load, so a reload reads it again.
+    pass_file: OptStr = None
     # Host names (besides IP literals and localhost) the admin app answers
     # when it has no password: a defence against DNS rebinding.
     allowed_hosts: list[str] = Field(default_factory=list)
+
+    def _rule_problems(self) -> list[tuple[str, str]]:
+        problems = super()._rule_problems()
+        if self.password and self.pass_file:
+            problems.append(("pass_file", "pass and pass_file cannot both be set"))
+        return problems
 
 
 class PeerConfig(_Section):
@@ -477,6 +487,9 @@ def load_config(path: str) -> Config:
     # file, and the working directory is the only base there is.
     config = resolve_paths(config, os.getcwd() if path == "-" else os.path.dirname(os.path.abspath(path)))
     problems = check_files(config)
+    if problems:
+        raise ConfigError(problems)
+    config, problems = read_pass_files(config)
     if problems:
         raise ConfigError(problems)
     return config

@@ -1,7 +1,7 @@
 """The files a config names: made absolute against the config file's directory, and checked readable.
 
-Certificates, keys and CA files, and failover's scripts (which must also be
-executable). Split from `redis_proxy.config`, which holds the schema.
+Certificates, keys and CA files, failover's scripts (which must also be
+executable), and the admin password file (read into the config). Split from `redis_proxy.config`, which holds the schema.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ _FILE_KEYS: dict[str, tuple[str, ...]] = {
     "uplink": ("cacertfile", "certfile", "keyfile"),
     "listen": ("certfile", "keyfile", "cacertfile"),
     "listen_raw": ("certfile", "keyfile", "cacertfile"),
-    "admin": ("certfile", "keyfile"),
+    "admin": ("certfile", "keyfile", "pass_file"),
     "sentinel": ("cacertfile", "certfile", "keyfile"),
 }
 
@@ -90,3 +90,25 @@ def resolve_paths(config: Config, base: str) -> Config:
         scripts = [os.path.normpath(os.path.join(base, path)) for path in config.failover.trigger_scripts]
         updates["failover"] = resolved(config.failover, ("check_script",)).model_copy(update={"trigger_scripts": scripts})
     return config.model_copy(update=updates)
+
+
+def read_pass_files(config: Config) -> tuple[Config, list[str]]:
+    """The config with admin.pass taken from admin.pass_file, and the problems reading it.
+
+    Surrounding whitespace is dropped: `echo secret > file` leaves a newline,
+    and Prometheus's basic_auth password_file, which may share the same
+    secret, trims it the same way.
+    """
+    admin = config.admin
+    if admin is None or not admin.pass_file:
+        return config, []
+    try:
+        with open(admin.pass_file, encoding="utf-8") as f:
+            password = f.read().strip()
+    except OSError as exc:
+        return config, [f"admin.pass_file: cannot read {admin.pass_file}: {exc.strerror or exc}"]
+    except UnicodeDecodeError:
+        return config, [f"admin.pass_file: {admin.pass_file} is not UTF-8 text"]
+    if not password:
+        return config, [f"admin.pass_file: {admin.pass_file} is empty"]
+    return config.model_copy(update={"admin": admin.model_copy(update={"password": password})}), []

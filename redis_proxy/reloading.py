@@ -18,6 +18,7 @@ from redis_proxy.acl_users import check_session_users
 from redis_proxy.config import Config, ConfigError, UplinkConfig, load_config
 from redis_proxy.control_errors import ControlError, TargetRefused, UnknownUplink
 from redis_proxy.gate import PAUSED, PAUSING
+from redis_proxy.systemd_notify import reload_notice
 from redis_proxy.uplink import UplinkError, check_uplink
 
 if TYPE_CHECKING:
@@ -97,7 +98,8 @@ class UplinkChoice:
         """
         async with self._reload_lock:
             try:
-                result = await self._reload()
+                with reload_notice():  # systemd: RELOADING=1 now, READY=1 when done or refused
+                    result = await self._reload()
             except ControlError as exc:
                 self._resume_if_unowned()
                 self.proxy.stats.reload_failures += 1

@@ -38,6 +38,7 @@ from redis_proxy.stats import Stats
 from redis_proxy.migration.tracker import WriteTracker
 from redis_proxy.switchover.engine import Switchover
 from redis_proxy.switchover.status import SwitchoverStatus
+from redis_proxy.systemd_notify import notify_ready, notify_stopping
 from redis_proxy.takeover.giver import ControlServer
 from redis_proxy.tls import server_context, uplink_context
 from redis_proxy.uplinks_status import UplinksPoller
@@ -299,6 +300,8 @@ class Proxy:
             await self._stopped.wait()
             return
         self._stopping = True
+        if self.handed_over_to is None:  # after a takeover the unit goes on, in the new process
+            notify_stopping()  # systemd: the unit is deactivating, not failed
         for server in self._servers.values():
             server.close()
         if self.control is not None:
@@ -520,6 +523,8 @@ async def run(
         loop.add_signal_handler(signal.SIGTERM, proxy.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, proxy.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, proxy.request_reload)
+        # systemd: ready only now, with the SIGHUP handler in place (a reload sent at once must not kill it).
+        notify_ready(proxy.addresses)
         await proxy.wait_stopped()
     finally:
         if pidfile is not None:

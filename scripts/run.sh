@@ -28,7 +28,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # REDIS_PROXY_SKIP_INSTALL=1: the venv is already set up (the test suite runs
 # this script from inside it and must not reinstall under its own feet).
 if [ "${REDIS_PROXY_SKIP_INSTALL:-0}" != 1 ]; then
-    "$VENV_PYTHON" -m pip install -q -e .
+    # -c: the exact versions of constraints.txt (the ones the tests passed with).
+    "$VENV_PYTHON" -m pip install -q -c constraints.txt -e .
 fi
 
 if ! command -v redis-server >/dev/null 2>&1; then

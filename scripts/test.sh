@@ -23,6 +23,15 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+# promtool (Debian's prometheus package) checks docker/prometheus.yml; only
+# that test needs it (it is skipped without), so a failed install is a warning.
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "test.sh: installing prometheus (for promtool)" >&2
+    if ! apt_install prometheus; then
+        echo "test.sh: WARNING: could not install prometheus; the promtool check will be skipped" >&2
+    fi
+fi
+
 # A virtual environment at the repository root: the system Python stays
 # untouched (Debian's is "externally managed" and refuses pip installs).
 # Debian ships the venv module separately, in python3-venv.
@@ -37,7 +46,8 @@ fi
 VENV_PYTHON="$PWD/.venv/bin/python"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$VENV_PYTHON" -m pip install -q -e '.[test]'
+# -c: the exact versions of constraints.txt, so every machine tests the same dependencies.
+"$VENV_PYTHON" -m pip install -q -c constraints.txt -e '.[test]'
 
 # exec: the script's exit code is pytest's (5 = no tests collected is a failure too).
 exec "$VENV_PYTHON" -m pytest -q "$@"

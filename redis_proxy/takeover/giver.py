@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from redis_proxy import __version__
 from redis_proxy.control_errors import ControlError
 from redis_proxy.session import handover
+from redis_proxy.systemd_notify import notify
 from redis_proxy.takeover.wire import Channel, ControlChannelError
 
 if TYPE_CHECKING:
@@ -301,6 +302,7 @@ class Handover:
             staying["replies still being written"] = staying.get("replies still being written", 0) + 1
 
     async def _undo(self) -> None:
+        notify(f"MAINPID={os.getpid()}")  # systemd: the new process may have said it was the main one
         for session in self.frozen:
             session.thaw()
         self.frozen = []

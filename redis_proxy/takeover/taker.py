@@ -29,6 +29,7 @@ from redis_proxy.sentinel.query import with_master
 from redis_proxy.server import Listening, Proxy
 from redis_proxy.session import handover
 from redis_proxy.session.protocol import ClientSession
+from redis_proxy.systemd_notify import notify
 from redis_proxy.takeover.giver import HELLO_TIMEOUT_S, READY_TIMEOUT_S
 from redis_proxy.takeover.wire import Channel, ControlChannelError, connect
 from redis_proxy.tls import uplink_context
@@ -132,6 +133,9 @@ async def _take_over(channel: Channel, file_config: Config, config_path: str | N
         if isinstance(exc, (OSError, ControlError, handover.RecordError, ValueError)):
             raise TakeoverError(f"could not adopt what the running proxy handed over: {exc}") from None
         raise
+    # systemd (NotifyAccess=all): this process is the unit's main one before the old one may exit;
+    # the old one says it is again if the takeover is undone.
+    notify(f"MAINPID={os.getpid()}")
     await channel.send({"op": "ready"}, loop.time() + RELEASE_TIMEOUT_S)
     if not await _released(channel, old_pid):
         await _abandon(proxy, listening)
