@@ -37,8 +37,8 @@ def start_proxy(proxy_factory: Start, run_dir: Path) -> Start:
 def take_over(proxy_factory: Start, run_dir: Path) -> Callable[..., ProxyProcess]:
     """Run `redis-proxy --takeover` with `config`; returns it once it owns the pid file (the old one may still drain)."""
 
-    def take(config: Mapping[str, Any], old: ProxyProcess | None = None) -> ProxyProcess:
-        new = proxy_factory(config, start=False, extra_args=["--pidfile", str(run_dir / "proxy.pid"), "--takeover"])
+    def take(config: Mapping[str, Any], **kwargs: Any) -> ProxyProcess:
+        new = proxy_factory(config, start=False, extra_args=["--pidfile", str(run_dir / "proxy.pid"), "--takeover"], **kwargs)
         new.start(wait_admin=False)  # the listen address answers already: the old process's
         assert new.proc is not None
         pid = str(new.proc.pid)

@@ -175,3 +175,42 @@ def test_detach_returns_once_the_new_process_serves(
     finally:
         os.kill(new_pid, 15)
     wait_until(lambda: not (run_dir / "proxy.pid").exists(), message="the detached proxy stopped on SIGTERM")
+
+
+def test_systemd_hears_the_new_main_pid_before_the_old_process_exits(
+    redis_server: RedisServer, start_proxy: Callable[..., ProxyProcess], take_over: Callable[..., ProxyProcess],
+    sock_dir: Path,
+) -> None:
+    """Under Type=notify with NotifyAccess=all (packaging/systemd/takeover.conf): MAINPID moves, no STOPPING=1."""
+    path = sock_dir / "notify.sock"
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(path))
+    systemd.settimeout(10)
+    env = {"NOTIFY_SOCKET": str(path)}
+    config = proxy_config(redis_server)
+    old = start_proxy(config, env=env)
+    assert old.proc is not None and old.host is not None and old.port is not None
+    conn = Conn(old.host, old.port)
+
+    def heard() -> list[dict[str, str]]:
+        out = []
+        systemd.settimeout(0.2)
+        while True:
+            try:
+                data = systemd.recv(4096).decode()
+            except TimeoutError:
+                return out
+            out.append(dict(line.split("=", 1) for line in data.split("\n")))
+
+    assert any(m.get("READY") == "1" and m.get("MAINPID") == str(old.proc.pid) for m in wait_until(heard))
+    new = take_over(config, env=env)
+    assert new.proc is not None
+    assert old.proc.wait(timeout=20) == 0
+    messages = heard()
+    mainpids = [m["MAINPID"] for m in messages if "MAINPID" in m]
+    assert mainpids and mainpids[0] == str(new.proc.pid), messages  # before the old process exited: first
+    assert any(m.get("READY") == "1" for m in messages)
+    assert not any("STOPPING" in m for m in messages), messages  # the unit goes on
+    assert conn.call("PING") == b"PONG"
+    systemd.close()
+
