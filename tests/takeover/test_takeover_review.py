@@ -1,0 +1,118 @@
+"""Second review of --takeover: sessions in less common states, and races around the hand-over (real processes)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from resp_client import Conn
+from servers import ProxyProcess, RedisServer, free_port, proxy_config, wait_until
+
+
+def test_resp3_reply_off_patterns_monitor_and_auth_states_move(
+    redis_server: RedisServer, start_proxy: Callable[..., ProxyProcess], take_over: Callable[..., ProxyProcess],
+) -> None:
+    config = proxy_config(redis_server, listen={"addr": f"127.0.0.1:{free_port()}", "pass": "pw"})
+    old = start_proxy(config)
+    assert old.host is not None and old.port is not None
+    host, port = old.host, old.port
+    resp3 = Conn(host, port)
+    assert resp3.call("AUTH", "pw") == b"OK"
+    hello = resp3.call("HELLO", "3")
+    assert isinstance(hello, dict), hello
+    resp3_id = resp3.call("CLIENT", "ID")
+    quiet = Conn(host, port)
+    assert quiet.call("AUTH", "pw") == b"OK"
+    quiet.send("CLIENT", "REPLY", "OFF")
+    quiet.send("SET", "quiet", "1")
+    time.sleep(0.1)
+    pat = Conn(host, port)
+    assert pat.call("AUTH", "pw") == b"OK"
+    assert pat.call("PSUBSCRIBE", "ev.*") == [b"psubscribe", b"ev.*", 1]
+    shard = Conn(host, port)
+    assert shard.call("AUTH", "pw") == b"OK"
+    assert shard.call("SSUBSCRIBE", "sh") == [b"ssubscribe", b"sh", 1]
+    mon = Conn(host, port)
+    assert mon.call("AUTH", "pw") == b"OK"
+    assert mon.call("MONITOR") == b"OK"
+    noauth = Conn(host, port)
+    try:
+        noauth.call("GET", "x")
+        raise AssertionError("expected NOAUTH")
+    except Exception as exc:  # hiredis.ReplyError
+        assert "NOAUTH" in str(exc), exc
+    # AUTH sent while the operator pauses: held, answered by the new process.
+    assert httpx.post(f"{old.admin_url}/cmd/", data={"cmd": "pause"}).status_code == 200
+    held_auth = Conn(host, port)
+    held_auth.send("AUTH", "pw")
+    held_auth.send("SET", "after-auth", "1")
+    time.sleep(0.2)
+    new = take_over(config)
+    assert old.proc is not None and old.proc.wait(timeout=20) == 0, old.log()
+    assert httpx.post(f"{new.admin_url}/cmd/", data={"cmd": "unpause"}).status_code == 200
+    assert held_auth.read() == b"OK"
+    assert held_auth.read() == b"OK"
+    assert redis_server.client().get("after-auth") == b"1"
+    # RESP3 carried over: a map reply stays a map; the client id too.
+    assert resp3.call("CLIENT", "ID") == resp3_id
+    assert isinstance(resp3.call("HGETALL", "nohash"), dict)
+    # CLIENT REPLY OFF carried over: nothing answered, then ON answers.
+    quiet.send("SET", "quiet", "2")
+    quiet.send("CLIENT", "REPLY", "ON")
+    assert quiet.read() == b"OK"
+    assert redis_server.client().get("quiet") == b"2"
+    # Still unauthenticated.
+    try:
+        noauth.call("GET", "x")
+        raise AssertionError("expected NOAUTH after the takeover")
+    except Exception as exc:
+        assert "NOAUTH" in str(exc), exc
+    assert noauth.call("AUTH", "pw") == b"OK"
+    pub = Conn(host, port)
+    assert pub.call("AUTH", "pw") == b"OK"
+    assert pub.call("PUBLISH", "ev.1", "m") == 1
+    assert pat.read() == [b"pmessage", b"ev.*", b"ev.1", b"m"]
+    assert pub.call("SPUBLISH", "sh", "s") == 1
+    assert shard.read() == [b"smessage", b"sh", b"s"]
+    line = b""
+    deadline = time.monotonic() + 5
+    while b"marker" not in line and time.monotonic() < deadline:
+        pub.call("GET", "marker")
+        line = mon.read()
+        while b"marker" not in line:
+            line = mon.read()
+    assert b"marker" in line
+    # A new connection's id collides with no moved one's.
+    fresh = Conn(host, port)
+    assert fresh.call("AUTH", "pw") == b"OK"
+    assert fresh.call("CLIENT", "ID") != resp3_id
+    assert new.running
+
+
+def test_bytes_still_in_the_kernel_come_after_the_handed_over_input(
+    redis_server: RedisServer, start_proxy: Callable[..., ProxyProcess], take_over: Callable[..., ProxyProcess],
+) -> None:
+    """A held AUTH stops the old process reading (Redis's pre-AUTH framing): what follows it is still in the
+    socket when the connection moves. The new process must run it after the AUTH it was handed, not before
+    (uvloop reads a connection as soon as it is attached, whatever connection_made asked)."""
+    config = proxy_config(redis_server, listen={"addr": f"127.0.0.1:{free_port()}", "pass": "pw"})
+    old = start_proxy(config)
+    assert old.host is not None and old.port is not None
+    assert httpx.post(f"{old.admin_url}/cmd/", data={"cmd": "pause"}).status_code == 200
+    conn = Conn(old.host, old.port)
+    conn.send("AUTH", "pw")
+    time.sleep(0.1)  # read and held: the old process stops reading this client
+    conn.send("SET", "after-auth", "1")
+    conn.send("INCR", "n")
+    time.sleep(0.2)
+    new = take_over(config)
+    assert old.proc is not None and old.proc.wait(timeout=20) == 0, old.log()
+    assert httpx.post(f"{new.admin_url}/cmd/", data={"cmd": "unpause"}).status_code == 200
+    assert [conn.read(), conn.read(), conn.read()] == [b"OK", b"OK", 1]
+    assert redis_server.client().get("after-auth") == b"1"
+    assert conn.same_socket()
