@@ -125,7 +125,8 @@ async def _take_over(channel: Channel, file_config: Config, config_path: str | N
     listening: Listening = {}
     adopting: list[tuple[ClientSession, socket.socket]] = []
     try:
-        await _adopt(proxy, document, fds, bool(info.get("operator_paused")), listening, adopting)
+        paused = document.get("operator_paused", info.get("operator_paused"))  # as of the hand-over, not the hello
+        await _adopt(proxy, document, fds, bool(paused), listening, adopting)
     except Exception as exc:
         await _abandon(proxy, listening, adopting)
         with contextlib.suppress(ControlChannelError):

@@ -116,3 +116,79 @@ def test_bytes_still_in_the_kernel_come_after_the_handed_over_input(
     assert [conn.read(), conn.read(), conn.read()] == [b"OK", b"OK", 1]
     assert redis_server.client().get("after-auth") == b"1"
     assert conn.same_socket()
+
+
+def test_a_switch_that_ends_while_a_takeover_waits_for_it_is_not_undone(
+    redis_factory: Callable[..., RedisServer], start_proxy: Callable[..., ProxyProcess],
+    take_over: Callable[..., ProxyProcess],
+) -> None:
+    """The hello tells the new process the uplink in use; a cmd=switch still draining then ends before the
+    takeover gets its turn: the new process must not carry on with the uplink the switch left."""
+    import threading
+
+    a, b = redis_factory(), redis_factory()
+    config = dict(proxy_config(a), uplinks={"a": {"addr": a.addr}, "b": {"addr": b.addr}}, uplink="a")
+    old = start_proxy(config)
+    assert old.host is not None and old.port is not None
+    txn = Conn(old.host, old.port)
+    assert txn.call("MULTI") == b"OK"  # the switch's drain waits for this transaction
+    answers: list[Any] = []
+    switching = threading.Thread(
+        target=lambda: answers.append(httpx.post(f"{old.admin_url}/cmd/", data={"cmd": "switch", "to": "b"}, timeout=30)),
+    )
+    switching.start()
+    wait_until(lambda: "state: running -> pausing" in old.log())
+    taking: list[ProxyProcess] = []
+    taker = threading.Thread(target=lambda: taking.append(take_over(config)))
+    taker.start()
+    wait_until(lambda: "asks to take over" in old.log(), timeout=20)
+    time.sleep(0.5)  # the new process has checked the uplink it was told of and asked to take
+    assert txn.call("EXEC") == []  # the switch completes; then the takeover runs
+    switching.join(timeout=30)
+    taker.join(timeout=30)
+    assert answers and answers[0].status_code == 200, answers and answers[0].text
+    # Refused (the new process was told of uplink a, now stale): the old process serves on, unpaused.
+    assert taking and taking[0].proc is not None and taking[0].proc.wait(timeout=20) == 1
+    assert "uplink name changed while the takeover waited" in taking[0].log(), taking[0].log()
+    assert old.running and httpx.get(f"{old.admin_url}/info.json").json()["state_str"] == "running"
+    conn = Conn(old.host, old.port)
+    assert conn.call("SET", "where", "x") == b"OK"
+    assert txn.call("SET", "where-txn", "x") == b"OK"
+    # Every client goes on to b, the uplink the switch chose, whichever process serves it.
+    assert b.client().get("where") == b"x" and b.client().get("where-txn") == b"x"
+    assert a.client().get("where") is None and a.client().get("where-txn") is None
+
+
+def test_an_operator_pause_after_the_hello_is_what_the_new_process_is_told(
+    redis_server: RedisServer, start_proxy: Callable[..., ProxyProcess], run_dir: Path,
+) -> None:
+    """The hello's operator_paused may be stale by the time the sessions are handed over: the hand-over says it again."""
+    import asyncio
+    import os
+
+    from redis_proxy.takeover.wire import Channel
+
+    old = start_proxy(proxy_config(redis_server))
+    wait_until(lambda: (run_dir / "proxy.control").exists())  # started once the pid file is written
+
+    async def take() -> tuple[dict[str, Any], dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(str(run_dir / "proxy.control"))
+        channel = Channel(sock)
+        await channel.send({"op": "hello", "pid": os.getpid(), "version": "test", "format": 1}, loop.time() + 5)
+        info, _ = await channel.receive(loop.time() + 5)
+        await asyncio.to_thread(httpx.post, f"{old.admin_url}/cmd/", data={"cmd": "pause"})
+        await channel.send({"op": "take"}, loop.time() + 5)
+        document, fds = await channel.receive(loop.time() + 10)
+        for fd in fds:
+            os.close(fd)
+        channel.close()  # walks away: the old process rolls back
+        return info, document
+
+    info, document = asyncio.run(take())
+    assert info["operator_paused"] is False
+    assert document["operator_paused"] is True
+    # Rolled back: the operator's pause stays.
+    wait_until(lambda: httpx.get(f"{old.admin_url}/info.json").json()["state_str"] == "paused")
+    assert httpx.post(f"{old.admin_url}/cmd/", data={"cmd": "unpause"}).status_code == 200
