@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from resp_client import Conn
 from servers import ProxyProcess, RedisServer, free_port, proxy_config, wait_until
@@ -192,3 +193,29 @@ def test_an_operator_pause_after_the_hello_is_what_the_new_process_is_told(
     # Rolled back: the operator's pause stays.
     wait_until(lambda: httpx.get(f"{old.admin_url}/info.json").json()["state_str"] == "paused")
     assert httpx.post(f"{old.admin_url}/cmd/", data={"cmd": "unpause"}).status_code == 200
+
+
+# NOT FIXED (left failing on purpose, marked xfail): what stays with the old process (TLS clients, a client
+# that half-closed, listen_raw) stays under an operator's pause that was on at the takeover. The pause
+# carries over to the new process, whose admin app the operator then uses to unpause; nothing reaches
+# the old process any more (its admin and control sockets moved), so a staying client's held commands
+# never run and it is closed, unanswered, at takeover_drain_s. doc/takeover.md says the old process
+# serves those "unpaused". A fix needs a way for the old process to learn that the pause ended (or a
+# decision to release them at the hand-over): a design choice, left to the author.
+@pytest.mark.xfail(strict=True, reason="an operator's pause is never lifted for what stays with the old process")
+def test_what_stays_with_the_old_process_is_not_held_forever_by_an_operator_pause(
+    redis_server: RedisServer, start_proxy: Callable[..., ProxyProcess], take_over: Callable[..., ProxyProcess],
+) -> None:
+    config = proxy_config(redis_server, takeover_drain_s=3)
+    old = start_proxy(config)
+    assert old.host is not None and old.port is not None
+    assert httpx.post(f"{old.admin_url}/cmd/", data={"cmd": "pause"}).status_code == 200
+    half = Conn(old.host, old.port)
+    half.send("SET", "half-closed", "1")
+    half.sock.shutdown(socket.SHUT_WR)  # stays with the old process ("half-closed by the client")
+    time.sleep(0.2)
+    new = take_over(config)
+    assert "1 half-closed by the client" in old.log(), old.log()
+    assert httpx.post(f"{new.admin_url}/cmd/", data={"cmd": "unpause"}).status_code == 200
+    assert half.read() == b"OK"  # today: the connection is closed at takeover_drain_s, the SET never ran
+    assert redis_server.client().get("half-closed") == b"1"
