@@ -309,6 +309,7 @@ class Handover:
         document = {
             "ok": True, "listeners": listeners, "sessions": records, "staying": staying, "held_since": held_since,
             "operator_paused": proxy.controller.operator_paused,  # as of now: the hello's may be stale
+            "last_client_id": proxy.client_ids.last,  # the new process goes on from here: no id is reused
         }
         return document, fds
 

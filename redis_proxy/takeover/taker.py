@@ -121,6 +121,7 @@ async def _take_over(channel: Channel, file_config: Config, config_path: str | N
         _close_fds(fds)
         raise TakeoverError(f"the running proxy refused: {document.get('error')}")
     proxy = Proxy(config, config_path)
+    proxy.client_ids.skip_past(int(document.get("last_client_id", 0)))  # closed clients' and staying ones' ids too
     proxy.controller.file_uplink = file_choice(file_config)  # a reload compares the file with this, as in the old process
     listening: Listening = {}
     adopting: list[tuple[ClientSession, socket.socket]] = []

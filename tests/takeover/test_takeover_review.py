@@ -219,3 +219,23 @@ def test_what_stays_with_the_old_process_is_not_held_forever_by_an_operator_paus
     assert httpx.post(f"{new.admin_url}/cmd/", data={"cmd": "unpause"}).status_code == 200
     assert half.read() == b"OK"  # today: the connection is closed at takeover_drain_s, the SET never ran
     assert redis_server.client().get("half-closed") == b"1"
+
+
+def test_the_new_process_never_hands_out_an_id_the_old_one_did(
+    redis_server: RedisServer, start_proxy: Callable[..., ProxyProcess], take_over: Callable[..., ProxyProcess],
+) -> None:
+    """Client ids are never reused, as Redis's: not a closed client's, nor one still open in the old process."""
+    config = proxy_config(redis_server)
+    old = start_proxy(config)
+    assert old.host is not None and old.port is not None
+    kept = Conn(old.host, old.port)
+    seen = {kept.call("CLIENT", "ID")}
+    for _ in range(3):
+        gone = Conn(old.host, old.port)
+        seen.add(gone.call("CLIENT", "ID"))
+        gone.close()
+    time.sleep(0.2)
+    take_over(config)
+    assert old.proc is not None and old.proc.wait(timeout=20) == 0, old.log()
+    fresh = Conn(old.host, old.port)
+    assert fresh.call("CLIENT", "ID") > max(seen)
