@@ -74,6 +74,15 @@ class ClientIds:
             self._push_hooks[wanted] = hook
         self._last = max(self._last, wanted)  # ids handed out later never collide with it
 
+    @property
+    def last(self) -> int:
+        """The last id handed out (a takeover's new process goes on from it)."""
+        return self._last
+
+    def skip_past(self, last: int) -> None:
+        """Hand out only ids above `last` from now on (takeover: ids are never reused, as Redis's)."""
+        self._last = max(self._last, last)
+
     def unregister(self, pid: int) -> None:
         self.clear_uplink(pid)
         client = self._clients.pop(pid, None)

@@ -92,6 +92,8 @@ class ClientSession(asyncio.Protocol):
         self._redacting = False
         self.set_tracing(context.log_messages)
         self.adopting: handover.Restored | None = None  # takeover: a session handed over, carried on once released
+        self._early: list[bytes] = []  # takeover: read before adopted() (it goes after the handed-over input)
+        self._early_eof = False
 
     def set_tracing(self, enabled: bool) -> None:
         """log_messages: every command and reply of this client is logged (changes on reload)."""
@@ -217,9 +219,13 @@ class ClientSession(asyncio.Protocol):
         restored, self.adopting = self.adopting, None
         if restored is None:
             return
-        if restored.input:
-            self._perform(self.core.client_data(restored.input))
+        data = restored.input + b"".join(self._early)  # what the client sent, in the order it sent it
+        self._early = []
+        if data:
+            self._perform(self.core.client_data(data))
         self._perform(self.core.connect_now(restored.connect))
+        if self._early_eof:
+            self._perform(self.core.client_eof())
         self._resume_reading("handover")
 
     # -- client side: asyncio.Protocol ---------------------------------------------------------
@@ -255,9 +261,19 @@ class ClientSession(asyncio.Protocol):
             self._idle_timer = self.loop.call_later(self.limits.idle_timeout, self._idle_fired)
 
     def data_received(self, data: bytes) -> None:
+        if self.adopting is not None:
+            # Takeover: uvloop starts reading a connection after connection_made even though
+            # it paused it; what comes before the handed-over input is fed after it.
+            self._early.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
         self._perform(self.core.client_data(data))
 
     def eof_received(self) -> bool:
+        if self.adopting is not None:
+            self._early_eof = True  # after the handed-over input (adopted)
+            return True
         # Keep the connection open for writing: a client that half-closes
         # after its commands (`nc -N`) still gets their replies.
         self._perform(self.core.client_eof())

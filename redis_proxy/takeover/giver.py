@@ -168,6 +168,8 @@ def _refusal(proxy: Proxy) -> str | None:
         return "a switchover is running: wait for it to end or abort it, then take over"
     if proxy.write_tracker is not None:
         return "a copy-mode migration is tracking writes: wait for it to end or abort it, then take over"
+    if proxy.controller.switchover_running is not None:
+        return f"{proxy.controller.switchover_running} is running: wait for it to end, then take over"
     return None
 
 
@@ -208,7 +210,8 @@ async def _take_over(proxy: Proxy, channel: Channel, control: ControlServer) -> 
         return
     new_pid = int(hello.get("pid", 0))
     log.info("takeover: pid %d (version %s) asks to take over", new_pid, hello.get("version"))
-    await channel.send(describe(proxy), loop.time() + HELLO_TIMEOUT_S)
+    described = describe(proxy)
+    await channel.send(described, loop.time() + HELLO_TIMEOUT_S)
     take, stray = await channel.receive(loop.time() + HELLO_TIMEOUT_S)
     _close_all(stray)
     if take.get("op") != "take":
@@ -218,14 +221,24 @@ async def _take_over(proxy: Proxy, channel: Channel, control: ControlServer) -> 
     if why is not None:
         await _refuse(channel, why)
         return
-    await Handover(proxy, channel, control, new_pid).run()
+    await Handover(proxy, channel, control, new_pid, described).run()
+
+
+def _changed_since(proxy: Proxy, described: dict[str, Any]) -> str | None:
+    """What the new process was told at hello that is no longer so (a switch or reload it waited for ended meanwhile)."""
+    now = describe(proxy)
+    for key in ("uplink_name", "uplink_addr", "listen_auth", "listeners"):
+        if now[key] != described[key]:
+            return f"{key.replace('_', ' ')} changed while the takeover waited (a switch or reload ended meanwhile): take over again"
+    return None
 
 
 class Handover:
     """One takeover from the moment the new process asked to take: every step, and undoing them."""
 
-    def __init__(self, proxy: Proxy, channel: Channel, control: ControlServer, new_pid: int) -> None:
+    def __init__(self, proxy: Proxy, channel: Channel, control: ControlServer, new_pid: int, described: dict[str, Any]) -> None:
         self.proxy = proxy
+        self.described = described  # what the hello's answer told the new process
         self.channel = channel
         self.control = control
         self.new_pid = new_pid
@@ -267,6 +280,12 @@ class Handover:
         self.listening = await proxy.detach_listeners()
         held_since = await proxy.controller.hold("takeover")  # time.monotonic(): CLOCK_MONOTONIC, the same in both processes
         self.held = True
+        # Held, under the switch lock: nothing changes the uplink any more. A switch or reload
+        # the takeover waited for may have changed it since the hello: the new process would
+        # carry on with the old one.
+        changed = _changed_since(proxy, self.described)
+        if changed is not None:
+            raise ControlError(changed)
         staying: dict[str, int] = {}
         for session in list(proxy.sessions):
             why = session.freeze_for_handover()
@@ -288,7 +307,11 @@ class Handover:
             "takeover: handing %d session(s) and %d listener(s) to pid %d (prepared in %.1f ms)",
             len(self.frozen), len(listeners), self.new_pid, (loop_time() - started) * 1000,
         )
-        document = {"ok": True, "listeners": listeners, "sessions": records, "staying": staying, "held_since": held_since}
+        document = {
+            "ok": True, "listeners": listeners, "sessions": records, "staying": staying, "held_since": held_since,
+            "operator_paused": proxy.controller.operator_paused,  # as of now: the hello's may be stale
+            "last_client_id": proxy.client_ids.last,  # the new process goes on from here: no id is reused
+        }
         return document, fds
 
     async def _wait_flushed(self, staying: dict[str, int]) -> None:

@@ -122,12 +122,15 @@ async def _take_over(channel: Channel, file_config: Config, config_path: str | N
         _close_fds(fds)
         raise TakeoverError(f"the running proxy refused: {document.get('error')}")
     proxy = Proxy(config, config_path)
+    proxy.client_ids.skip_past(int(document.get("last_client_id", 0)))  # closed clients' and staying ones' ids too
     proxy.controller.file_uplink = file_choice(file_config)  # a reload compares the file with this, as in the old process
     listening: Listening = {}
+    adopting: list[tuple[ClientSession, socket.socket]] = []
     try:
-        sessions = await _adopt(proxy, document, fds, bool(info.get("operator_paused")), listening)
+        paused = document.get("operator_paused", info.get("operator_paused"))  # as of the hand-over, not the hello
+        await _adopt(proxy, document, fds, bool(paused), listening, adopting)
     except Exception as exc:
-        await _abandon(proxy, listening)
+        await _abandon(proxy, listening, adopting)
         with contextlib.suppress(ControlChannelError):
             await channel.send({"ok": False, "error": f"the new process could not adopt: {exc}"}, loop.time() + 1.0)
         if isinstance(exc, (OSError, ControlError, handover.RecordError, ValueError)):
@@ -138,8 +141,13 @@ async def _take_over(channel: Channel, file_config: Config, config_path: str | N
     notify(f"MAINPID={os.getpid()}")
     await channel.send({"op": "ready"}, loop.time() + RELEASE_TIMEOUT_S)
     if not await _released(channel, old_pid):
-        await _abandon(proxy, listening)
+        await _abandon(proxy, listening, adopting)
         raise TakeoverError(f"pid {old_pid} did not let go (it keeps serving)")
+    # Only now are the connections attached to the loop: a transport reads as soon as it
+    # is attached (uvloop starts reading after connection_made, whatever it asked), and
+    # nothing may be read from a client before the old process has let go (it would be
+    # lost if the takeover rolled back, and come before the handed-over input).
+    sessions = await _attach(adopting)
     for session in sessions:
         session.adopted()
     # Uplink connections are opened again before anything is released: a PUBLISH held
@@ -162,10 +170,10 @@ async def _take_over(channel: Channel, file_config: Config, config_path: str | N
 
 
 async def _adopt(
-    proxy: Proxy, document: dict[str, Any], fds: list[int], operator_paused: bool, listening: Listening
-) -> list[ClientSession]:
-    """Listeners (filled into `listening`) and sessions from the handed-over descriptors, every session paused and not read yet."""
-    loop = asyncio.get_running_loop()
+    proxy: Proxy, document: dict[str, Any], fds: list[int], operator_paused: bool, listening: Listening,
+    adopting: list[tuple[ClientSession, socket.socket]],
+) -> None:
+    """Listeners (filled into `listening`) and restored sessions with their sockets (into `adopting`, not attached to the loop yet)."""
     sockets: list[socket.socket] = []
     try:
         for fd in fds:
@@ -189,20 +197,33 @@ async def _adopt(
     await proxy.controller.hold("takeover")  # nothing is forwarded before the old process lets go
     if operator_paused:
         proxy.controller.pause()  # the operator's pause carries over
-    sessions: list[ClientSession] = []
     try:
         for record, sock in zip(records, client_sockets, strict=True):
             session = ClientSession(proxy)
             session.adopting = handover.restore(session.core, record)
-            await loop.connect_accepted_socket(lambda session=session: session, sock)  # type: ignore[misc]
-            sessions.append(session)
+            adopting.append((session, sock))
         # Listening only now: a client that connects meanwhile gets an id no moved session has.
         # The admin app starts once clients are released (it is not what they wait for).
         await proxy.start(listening, admin=False)
     except BaseException:
-        for sock in client_sockets[len(sessions):]:
+        for sock in client_sockets[len(adopting):]:
             sock.close()
         raise
+
+
+async def _attach(adopting: list[tuple[ClientSession, socket.socket]]) -> list[ClientSession]:
+    """The old process has let go: attach each connection to the loop (its session reads once adopted())."""
+    loop = asyncio.get_running_loop()
+    sessions: list[ClientSession] = []
+    for session, sock in adopting:
+        try:
+            await loop.connect_accepted_socket(lambda session=session: session, sock)  # type: ignore[misc]
+        except OSError as exc:  # the connection is this process's alone now: nothing else can serve it
+            log.warning("takeover: could not serve a handed-over connection: %s", exc.strerror or exc)
+            sock.close()
+            continue
+        sessions.append(session)
+    adopting.clear()
     return sessions
 
 
@@ -217,8 +238,11 @@ async def _released(channel: Channel, old_pid: int) -> bool:
         return not _alive(old_pid)
 
 
-async def _abandon(proxy: Proxy, listening: Listening) -> None:
+async def _abandon(proxy: Proxy, listening: Listening, adopting: list[tuple[ClientSession, socket.socket]]) -> None:
     """Undo a partial adoption without a byte to any client: the old process still has every connection."""
+    for _, sock in adopting:
+        sock.close()  # never attached to the loop: nothing was read from it
+    adopting.clear()
     for session in list(proxy.sessions):
         if session.transport is not None:
             session.transport.abort()
