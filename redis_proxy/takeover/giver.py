@@ -39,6 +39,7 @@ from redis_proxy import __version__
 from redis_proxy.control_errors import ControlError
 from redis_proxy.session import handover
 from redis_proxy.systemd_notify import notify
+from redis_proxy.takeover.pause_link import follow_pause
 from redis_proxy.takeover.wire import Channel, ControlChannelError
 
 if TYPE_CHECKING:
@@ -245,6 +246,7 @@ class Handover:
         self.listening: Listening = {}
         self.frozen: list[ClientSession] = []
         self.held = False
+        self.stayed = 0  # sessions left with this process
 
     async def run(self) -> None:
         proxy = self.proxy
@@ -273,6 +275,8 @@ class Handover:
         with contextlib.suppress(ControlChannelError):
             await self.channel.send({"op": "released"}, loop.time() + 5.0)
         proxy.retire(self.new_pid)
+        if self.stayed:  # the operator's pause, which the new process now holds, reaches them
+            await follow_pause(proxy, self.channel, proxy.config.takeover_drain_s + 5.0)
 
     async def _prepare(self) -> tuple[dict[str, Any], list[int]]:
         proxy = self.proxy
@@ -294,6 +298,7 @@ class Handover:
             else:
                 staying[why] = staying.get(why, 0) + 1
         await self._wait_flushed(staying)
+        self.stayed = sum(staying.values())
         records = [handover.snapshot(session.core) for session in self.frozen]
         fds: list[int] = []
         listeners: list[dict[str, Any]] = []

@@ -31,6 +31,7 @@ from redis_proxy.session import handover
 from redis_proxy.session.protocol import ClientSession
 from redis_proxy.systemd_notify import notify
 from redis_proxy.takeover.giver import HELLO_TIMEOUT_S, READY_TIMEOUT_S
+from redis_proxy.takeover.pause_link import forward_pause
 from redis_proxy.takeover.wire import Channel, ControlChannelError, connect
 from redis_proxy.tls import uplink_context
 from redis_proxy.uplink import UplinkError, check_uplink
@@ -82,15 +83,19 @@ async def take_over(config: Config, config_path: str | None, control_path: str) 
         channel = await connect(control_path, loop.time() + HELLO_TIMEOUT_S)
     except ControlChannelError as exc:
         raise TakeoverError(f"{exc} (is the proxy running, with this control_socket?)") from None
+    kept = False
     try:
-        return await _take_over(channel, config, config_path)
+        proxy, kept = await _take_over(channel, config, config_path)
+        return proxy
     except ControlChannelError as exc:
         raise TakeoverError(f"the running proxy's control socket: {exc}") from None
     finally:
-        channel.close()
+        if not kept:
+            channel.close()
 
 
-async def _take_over(channel: Channel, file_config: Config, config_path: str | None) -> Proxy:
+async def _take_over(channel: Channel, file_config: Config, config_path: str | None) -> tuple[Proxy, bool]:
+    """The serving Proxy, and whether `channel` was kept open (something stayed with the old process: pause_link.py)."""
     loop = asyncio.get_running_loop()
     hello = {"op": "hello", "pid": os.getpid(), "version": __version__, "format": handover.FORMAT}
     await channel.send(hello, loop.time() + HELLO_TIMEOUT_S)
@@ -166,7 +171,10 @@ async def _take_over(channel: Channel, file_config: Config, config_path: str | N
         "takeover: serving %d session(s) from pid %d; clients held %.1f ms; %.1f ms after asking; %s stayed with it",
         len(sessions), old_pid, held_ms, (loop.time() - started) * 1000, _staying(document.get("staying", {})),
     )
-    return proxy
+    if not document.get("staying"):
+        return proxy, False
+    proxy.spawn(forward_pause(proxy, channel, old_pid, bool(paused)), "takeover-pause-link")
+    return proxy, True
 
 
 async def _adopt(
