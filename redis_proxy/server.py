@@ -493,9 +493,12 @@ async def run(
         else:
             proxy = Proxy(config, config_path, sentinel_master)
             await proxy.start()
-        if pidfile is not None:
-            write_pidfile(pidfile)
-        if control_path is not None:
+        loop = asyncio.get_running_loop()
+        # Before the pid file: a script that signals as soon as it appears must not kill the process.
+        loop.add_signal_handler(signal.SIGTERM, proxy.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, proxy.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, proxy.request_reload)
+        if control_path is not None:  # before the pid file too: once it names this process, it can be taken over
             control = ControlServer(proxy, control_path)
             try:
                 control.start()
@@ -506,6 +509,13 @@ async def run(
                 log.error("%s; this process cannot be taken over", exc.strerror or exc)
             else:
                 proxy.control = control
+        if pidfile is not None:
+            try:
+                write_pidfile(pidfile)
+            except PidFileError as exc:
+                if not takeover:
+                    raise
+                log.error("%s", exc)  # clients are served here already: the file is what is missing, not the proxy
     except TakeoverError as exc:
         log.error("takeover failed: %s", exc)
         return 1
@@ -519,10 +529,6 @@ async def run(
             await proxy.stop()  # listeners and the health task that did start
         return 2 if isinstance(exc, ConfigError) else 1
     try:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, proxy.request_stop, "SIGTERM")
-        loop.add_signal_handler(signal.SIGINT, proxy.request_stop, "SIGINT")
-        loop.add_signal_handler(signal.SIGHUP, proxy.request_reload)
         # systemd: ready only now, with the SIGHUP handler in place (a reload sent at once must not kill it).
         notify_ready(proxy.addresses)
         await proxy.wait_stopped()
