@@ -10,8 +10,8 @@
   var CHARTS = [
     {id: "chart-ops", key: "ops", color: "#1d4ed8", digits: 0},
     {id: "chart-p99", key: "p99_ms", color: "#d97706", digits: 3},
-    {id: "chart-clients", key: "clients", color: "#15803d", digits: 0},
-    {id: "chart-held", key: "held", color: "#b91c1c", digits: 0}
+    {id: "chart-clients", key: "clients", color: "#15803d", digits: 0, whole: true},
+    {id: "chart-held", key: "held", color: "#b91c1c", digits: 0, whole: true}
   ];
   function $(id) { return document.getElementById(id); }
   // As in page.js: from location.origin, never from a URL that may carry credentials.
@@ -76,13 +76,19 @@
     var first = data.t.length ? data.t[0] : end;
     return [Math.max(end - WINDOW_S, Math.min(first, end - MIN_SPAN_S)), end];
   }
+  // Ticks for counts of things: no "0.5 clients".
+  var WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000];
   function makeChart(spec) {
     var el = $(spec.id);
     if (!el || typeof uPlot === "undefined") { return null; }
+    var yAxis = {stroke: "#5f6b7a", grid: {stroke: "#eef1f5"}, ticks: {stroke: "#dfe3e8"}, size: 56};
+    if (spec.whole) { yAxis.incrs = WHOLE; }
     var opts = {
       width: Math.max(200, el.clientWidth),
       height: 150,
       legend: {show: false},
+      // UTC, as every time in the page's tables: one clock whatever the browser's zone.
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
       cursor: {drag: {x: false, y: false}},
       scales: {
         x: {time: true, range: xRange},
@@ -90,8 +96,10 @@
       },
       series: [{}, {stroke: spec.color, fill: spec.color + "1a", width: 1.5, points: {show: false}}],
       axes: [
-        {stroke: "#5f6b7a", grid: {stroke: "#eef1f5"}, ticks: {stroke: "#dfe3e8"}},
-        {stroke: "#5f6b7a", grid: {stroke: "#eef1f5"}, ticks: {stroke: "#dfe3e8"}, size: 56}
+        // One row of HH:MM:SS (UTC): uPlot's default second row of dates overlaps on narrow charts.
+        {stroke: "#5f6b7a", grid: {stroke: "#eef1f5"}, ticks: {stroke: "#dfe3e8"}, space: 70,
+          values: function (u, splits) { return splits.map(function (ts) { return new Date(ts * 1000).toISOString().slice(11, 19); }); }},
+        yAxis
       ],
       hooks: {drawClear: [shadeHeld], draw: [markEvents]}
     };
