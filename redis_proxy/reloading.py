@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,9 @@ class UplinkChoice:
     file_uplink: str | UplinkConfig
     adjust_config: Callable[[Config], Config] | None
     _reload_lock: asyncio.Lock
+    # The last refused reload or failed switch, whoever asked (admin, SIGHUP):
+    # (Unix time, "reload" or "switch to NAME", the message). The status page shows it.
+    last_error: tuple[float, str, str] | None = None
 
     @property
     def state(self) -> str:
@@ -103,6 +107,7 @@ class UplinkChoice:
             except ControlError as exc:
                 self._resume_if_unowned()
                 self.proxy.stats.reload_failures += 1
+                self.last_error = (time.time(), "reload", str(exc))
                 # One complete log line per problem: a multi-line message would
                 # leave lines without time and level for a log shipper to misread.
                 for line in str(exc).splitlines() or [""]:
@@ -224,8 +229,9 @@ class UplinkChoice:
             try:
                 uplink_ssl = await self.check_target(new, name)
                 held = await self._pause_and_switch(new, uplink_ssl, f"switch to {name}")
-            except ControlError:
+            except ControlError as exc:
                 self.proxy.stats.switch_failures += 1  # the proxy stays on its uplink; the caller says why
+                self.last_error = (time.time(), f"switch to {name}", str(exc))
                 raise
             return {"switched": True, "uplink": name, "held_ms": round(held * 1000, 3), "paused": self.operator_paused}
 

@@ -145,14 +145,17 @@ def _expire_ms(fields: Fields) -> int:
 
 async def _pause(proxy: Proxy, fields: Fields) -> dict[str, Any]:
     _no_switchover(proxy)
-    proxy.controller.pause(_expire_ms(fields))
-    return {"state": proxy.controller.state}
+    controller = proxy.controller
+    controller.pause(_expire_ms(fields))
+    # What the pause holds, so the page can say it in a sentence.
+    return {"state": controller.state, "clients": len(proxy.sessions), "in_flight": controller.inflight}
 
 
 async def _unpause(proxy: Proxy, fields: Fields) -> dict[str, Any]:
     _no_switchover(proxy)
+    released = proxy.controller.waiting
     proxy.controller.unpause()
-    return {"state": proxy.controller.state}
+    return {"state": proxy.controller.state, "released": released}
 
 
 def _timeout_ms(fields: Fields) -> int:

@@ -1,8 +1,10 @@
 """GET /: the status page for people.
 
-Rendered complete on the server, so it is useful with JavaScript off; the
-inline script then keeps the numbers live. Every value put into the HTML
-goes through `html.escape`.
+Rendered complete on the server from `templates/index.html` (Jinja2, every
+value autoescaped), so it is useful with JavaScript off; `static/page.js`
+then keeps the numbers live and `static/charts.js` draws the last 15
+minutes. This module builds the template's context and the sentences that
+say what a command did.
 """
 
 from __future__ import annotations
@@ -10,11 +12,9 @@ from __future__ import annotations
 import datetime
 import secrets
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 
-from redis_proxy.admin.page_assets import CSS, JS
-from redis_proxy.admin.page_uplinks import failover_panel, sentinel_panel, switchover_panel, uplinks_panel
+from redis_proxy.admin.page_uplinks import ACTIONS, panels, table_key, uplink_rows
 
 KNOWN_STATES = frozenset({"running", "pausing", "paused", "stopping", "failing-over"})
 
@@ -32,7 +32,18 @@ COUNTER_LABELS: dict[str, str] = {
     "switches": "switches",
 }
 
-BUTTONS: tuple[tuple[str, str], ...] = (("pause", "Pause"), ("unpause", "Unpause"), ("reload", "Reload"))
+# (cmd, label, the confirmation's question or "" for none). Pause and reload
+# hold clients' commands (a reload that changes the uplink pauses to switch),
+# so a stray click must not do it; unpause only releases them.
+BUTTONS: tuple[tuple[str, str, str], ...] = (
+    ("pause", "Pause", "Pause the proxy? New commands from every client are held until you unpause."),
+    ("unpause", "Unpause", ""),
+    (
+        "reload",
+        "Reload",
+        "Reload the config file? If its uplink changed, clients are held while the proxy switches to it.",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -49,15 +60,18 @@ def new_nonce() -> str:
 
 
 def content_security_policy(nonce: str) -> str:
-    # Only our own inline script and style may run; fetch and forms only to us;
-    # the page may not be framed (clickjacking the pause button).
+    # Only scripts and stylesheets that carry this response's nonce run, our
+    # static files included (an injected <script src="/static/..."> would not);
+    # fetch and forms only to us; the page may not be framed (clickjacking the
+    # pause button). uPlot sizes its elements through element.style (the
+    # CSSOM), which style-src does not govern, so no 'unsafe-inline' is needed.
     return (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
         "connect-src 'self'; form-action 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
 
 
-def _fmt_time(at: float) -> str:
+def fmt_time(at: float) -> str:
     # UTC on both sides (the script uses toISOString) so server-rendered and
     # live-updated rows look the same whatever the browser's time zone.
     return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -77,113 +91,75 @@ def fmt_duration(seconds: float) -> str:
     return " ".join(parts)
 
 
-def _card(label: str, element_id: str, value: Any) -> str:
-    return (
-        f'<div class="card"><div class="label">{escape(label)}</div>'
-        f'<div class="value" id="{element_id}">{escape(str(value))}</div></div>'
-    )
-
-
-def _rows(rows: list[list[tuple[str, str]]], empty: str, columns: int) -> str:
-    if not rows:
-        return f'<tr><td class="empty" colspan="{columns}">{escape(empty)}</td></tr>'
-    out = []
-    for cells in rows:
-        tds = "".join(f'<td class="{cls}">{escape(text)}</td>' if cls else f"<td>{escape(text)}</td>" for text, cls in cells)
-        out.append(f"<tr>{tds}</tr>")
-    return "".join(out)
-
-
 def uplink_health(data: dict[str, Any]) -> tuple[str, str]:
     """The uplink's health as (text, CSS class) for the header; the script builds the same."""
     if data.get("uplink_up", True):
         return "up", "health health-up"
     since = data.get("uplink_down_since")
-    when = f" since {_fmt_time(since)}" if since is not None else ""
+    when = f" since {fmt_time(since)}" if since is not None else ""
     return f"DOWN{when}: {data.get('uplink_down_reason') or 'unknown reason'}", "health health-down"
 
 
-def render(data: dict[str, Any], result: Result | None, nonce: str) -> str:
-    """The page for one /info.json snapshot, optionally showing a command's result."""
+def _plural(count: Any, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def describe(cmd: str, ok: bool, body: dict[str, Any]) -> str:
+    """A command's reply as a sentence for people; the script's describe() says the same."""
+    if not ok:
+        what = {"pause": "Pause", "unpause": "Unpause", "reload": "Reload", "switch": "Switch", "switchover": "Switchover"}
+        return f"{what.get(cmd, cmd.capitalize() or 'Command')} refused: {body.get('error') or 'no reason given'}"
+    if cmd == "pause":
+        state = "Paused" if body.get("state") == "paused" else "Pausing"
+        inflight = body.get("in_flight", 0)
+        rest = "nothing in flight." if not inflight else f"waiting for {_plural(inflight, 'command')} in flight."
+        return f"{state}: {_plural(body.get('clients', 0), 'client')} held, {rest}"
+    if cmd == "unpause":
+        return f"Unpaused: {_plural(body.get('released', 0), 'held command')} released."
+    if cmd in ("reload", "switch"):
+        done = "Reloaded" if cmd == "reload" else "Switched"
+        if not body.get("switched"):
+            return f"{done}: the uplink did not change ({body.get('uplink_name') or body.get('uplink')})."
+        still = " The proxy stays paused (an operator's pause)." if body.get("paused") else ""
+        target = body.get("uplink_name") or body.get("uplink")
+        return f"{done}: now on {target}; clients were held {body.get('held_ms')} ms.{still}"
+    if cmd == "switchover":
+        return f"Switchover {body.get('from')} \u2192 {body.get('to')} started: its progress is below."
+    return f"{cmd}: done."
+
+
+def context(data: dict[str, Any], result: Result | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """What templates/index.html shows for one /info.json snapshot (and `extra`: version, paths, history)."""
     state = str(data["state_str"])
     health_text, health_class = uplink_health(data)
-    state_class = state if state in KNOWN_STATES else "unknown"
-    cards = "".join(
-        (
-            _card("clients", "clients", data["clients"]),
-            _card("in flight", "active", data["active_requests"]),
-            _card("waiting", "waiting", data["waiting_requests"]),
-            _card("open transactions", "txn", data["open_transactions"]),
-            _card("raw connections", "raw", data["raw_connections"]),
-            _card("uptime", "uptime", fmt_duration(data["uptime_s"])),
-        )
-    )
-    buttons = "".join(
-        f'<form class="cmd" method="post" action="cmd/"><input type="hidden" name="cmd" value="{escape(cmd)}">'
-        f'<button type="submit" class="{escape(cmd)}">{escape(label)}</button></form>'
-        for cmd, label in BUTTONS
-    )
-    if result is None:
-        result_html = '<pre id="result" class="result" aria-live="polite"></pre>'
-    else:
-        result_html = (
-            f'<pre id="result" class="result {"ok" if result.ok else "err"}" aria-live="polite">'
-            f"{escape(result.cmd)}: {escape(result.text)}</pre>"
-        )
-    switches = _rows(
-        [
-            [(_fmt_time(s["at"]), ""), (str(s["from"]), ""), (str(s["to"]), ""), (f"{s['held_ms']:.1f}", "num")]
+    uplinks = data.get("uplinks") or {}
+    return {
+        **extra,
+        "state": state,
+        "state_class": state if state in KNOWN_STATES else "unknown",
+        "health_text": health_text,
+        "health_class": health_class,
+        "uplink": str(data["uplink"]),
+        "cards": [
+            ("clients", "clients", data["clients"]),
+            ("in flight", "active", data["active_requests"]),
+            ("waiting", "waiting", data["waiting_requests"]),
+            ("open transactions", "txn", data["open_transactions"]),
+            ("raw connections", "raw", data["raw_connections"]),
+            ("uptime", "uptime", fmt_duration(data["uptime_s"])),
+        ],
+        "buttons": BUTTONS,
+        "result": result,
+        "switch_rows": [
+            [(fmt_time(s["at"]), ""), (str(s["from"]), ""), (str(s["to"]), ""), (f"{s['held_ms']:.1f}", "num")]
             for s in data["switches"]
         ],
-        "no switches yet",
-        4,
-    )
-    counters = "".join(
-        f'<tr><td>{escape(COUNTER_LABELS.get(name, name))}</td>'
-        f'<td class="num" id="c-{escape(name)}">{escape(str(value))}</td></tr>'
-        for name, value in data["counters"].items()
-    )
-    by_name = _rows(
-        [[(name, ""), (str(count), "num")] for name, count in list(data["commands_by_name"].items())[:12]],
-        "no commands yet",
-        2,
-    )
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>redis-proxy: {escape(state)}</title>
-<style nonce="{nonce}">{CSS}</style>
-</head>
-<body>
-<header>
-<h1>redis-proxy</h1>
-<span id="state" class="state state-{state_class}">{escape(state)}</span>
-<span class="uplink">uplink <code id="uplink">{escape(str(data["uplink"]))}</code>
-<span id="uplink-health" class="{health_class}">{escape(health_text)}</span></span>
-<span id="live" class="live">JavaScript is off: reload the page for fresh numbers</span>
-</header>
-<main>
-<div class="cards">{cards}</div>
-<div class="controls">{buttons}</div>
-{result_html}
-<div class="panels">
-{uplinks_panel(data.get("uplinks") or {})}
-{switchover_panel(data.get("switchover") or {"phase": "idle"})}
-{failover_panel(data.get("failover") or {"state": "off"})}
-{sentinel_panel(data.get("sentinel"))}
-<section class="panel"><h2>Counters</h2><table><tbody>{counters}</tbody></table></section>
-<section class="panel"><h2>Commands by name</h2>
-<table><thead><tr><th>command</th><th class="num">count</th></tr></thead>
-<tbody id="by-name">{by_name}</tbody></table></section>
-<section class="panel full"><h2>Recent switches</h2>
-<table><thead><tr><th>time</th><th>from</th><th>to</th><th class="num">held ms</th></tr></thead>
-<tbody id="switches">{switches}</tbody></table></section>
-</div>
-<footer><a href="info.json">info.json</a> · <a href="status.json">status.json</a> · <a href="metrics">metrics</a></footer>
-</main>
-<script nonce="{nonce}">{JS}</script>
-</body>
-</html>
-"""
+        "counters": [(name, COUNTER_LABELS.get(name, name), value) for name, value in data["counters"].items()],
+        "by_name_rows": [[(name, ""), (str(count), "num")] for name, count in list(data["commands_by_name"].items())[:12]],
+        "uplink_rows": uplink_rows(uplinks),
+        "uplinks_key": table_key(uplinks),
+        "uplink_actions": ACTIONS,
+        "panels": panels(data),
+        "fmt_time": fmt_time,
+        "fmt_duration": fmt_duration,
+    }

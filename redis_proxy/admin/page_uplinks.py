@@ -1,15 +1,13 @@
-"""The status page's named-uplinks table and switchover panel, rendered on the server.
+"""What the status page's named-uplinks table and its switchover, failover and Sentinel panels show.
 
-The page script (page_assets.JS) rebuilds the same cells from info.json every
-second, so the wording here and there must match; everything shown goes
-through `html.escape`.
+Rows of (text, CSS class) that templates/index.html lays out (autoescaped)
+and static/page.js rebuilds from info.json every second, so the wording here
+and there must match.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
-from html import escape
 from typing import Any
 
 MAX_EVENTS_SHOWN = 10
@@ -74,37 +72,18 @@ def uplink_cells(name: str, record: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _actions(name: str, record: dict[str, Any]) -> str:
+def _actions(name: str, record: dict[str, Any]) -> list[dict[str, str]]:
+    """The row's Switch and Switchover controls (none for the active uplink)."""
     if record.get("active"):
-        return ""
-    forms = []
-    for cmd, label, question in ACTIONS:
-        confirm = question.format(name=name, addr=record.get("addr", "?"))
-        forms.append(
-            f'<form class="cmd" method="post" action="cmd/" data-confirm="{escape(confirm)}">'
-            f'<input type="hidden" name="cmd" value="{escape(cmd)}">'
-            f'<input type="hidden" name="to" value="{escape(name)}">'
-            f'<button type="submit" class="{escape(cmd)}" aria-label="{escape(label)} to {escape(name)}">'
-            f"{escape(label)}</button></form>"
-        )
-    return "".join(forms)
+        return []
+    return [
+        {"cmd": cmd, "label": label, "confirm": question.format(name=name, addr=record.get("addr", "?"))}
+        for cmd, label, question in ACTIONS
+    ]
 
 
-def uplinks_panel(uplinks: dict[str, dict[str, Any]]) -> str:
-    rows = []
-    for name, record in uplinks.items():
-        tds = "".join(f'<td class="{escape(cls)}">{escape(text)}</td>' for text, cls in uplink_cells(name, record))
-        rows.append(f'<tr data-uplink="{escape(name)}">{tds}<td class="actions">{_actions(name, record)}</td></tr>')
-    if not rows:
-        rows.append('<tr><td class="empty" colspan="8">no named uplinks (see uplinks in the config)</td></tr>')
-    return (
-        '<section class="panel full"><h2>Uplinks</h2><div class="scroll"><table><thead><tr>'
-        "<th>name</th><th>address</th><th></th><th>role</th><th>reachable</th><th>link</th>"
-        '<th class="num">lag bytes</th><th></th></tr></thead>'
-        # The controls' wording travels with the page, so the script need not repeat it.
-        f'<tbody id="uplinks" data-key="{escape(table_key(uplinks))}" data-actions="{escape(json.dumps(ACTIONS))}">'
-        f'{"".join(rows)}</tbody></table></div></section>'
-    )
+def uplink_rows(uplinks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"name": name, "cells": uplink_cells(name, record), "actions": _actions(name, record)} for name, record in uplinks.items()]
 
 
 def switchover_rows(so: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -142,28 +121,13 @@ def switchover_rows(so: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _event_panel(title: str, prefix: str, idle: bool, rows: list[tuple[str, str, str]], events: list[Any]) -> str:
-    """A summary table and the last events; the script's applyPanel fills the same ids."""
-    summary = "".join(
-        f'<tr><th scope="row">{escape(label)}</th><td class="{escape(cls)}">{escape(text)}</td></tr>'
-        for label, text, cls in rows
-    )
-    shown = "".join(
-        f'<tr><td>{escape(_time(e.get("t")))}</td><td class="wrap">{escape(str(e.get("msg", "")))}</td></tr>'
-        for e in events[-MAX_EVENTS_SHOWN:]
-    ) or '<tr><td class="empty" colspan="2">no events</td></tr>'
-    hidden_body, hidden_none = (" hidden", "") if idle else ("", " hidden")
-    return (
-        f'<section class="panel full"><h2>{escape(title)}</h2>'
-        f'<p id="{prefix}-none" class="muted"{hidden_none}>none yet</p>'
-        f'<div id="{prefix}-body" class="so"{hidden_body}>'
-        f'<table class="kv"><tbody id="{prefix}-summary">{summary}</tbody></table>'
-        '<table><thead><tr><th>time</th><th>event (last 10)</th></tr></thead>'
-        f'<tbody id="{prefix}-events">{shown}</tbody></table></div></section>'
-    )
+def _event_panel(title: str, prefix: str, idle: bool, rows: list[tuple[str, str, str]], events: list[Any]) -> dict[str, Any]:
+    """A summary table and the last events (templates/index.html's event_panel); the script's applyPanel fills the same ids."""
+    shown = [(_time(e.get("t")), str(e.get("msg", ""))) for e in events[-MAX_EVENTS_SHOWN:]]
+    return {"title": title, "prefix": prefix, "idle": idle, "rows": rows, "events": shown}
 
 
-def switchover_panel(so: dict[str, Any]) -> str:
+def switchover_panel(so: dict[str, Any]) -> dict[str, Any]:
     return _event_panel("Switchover", "so", so.get("phase") == "idle", switchover_rows(so), so.get("events", []))
 
 
@@ -183,9 +147,9 @@ def failover_rows(fo: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
-def failover_panel(fo: dict[str, Any]) -> str:
+def failover_panel(fo: dict[str, Any]) -> dict[str, Any] | None:
     if fo.get("state", "off") == "off":
-        return ""  # not configured
+        return None  # not configured
     last = fo.get("last")
     events = last.get("events", []) if last else []
     return _event_panel("Automatic failover", "fo", last is None, failover_rows(fo), events)
@@ -212,7 +176,17 @@ def sentinel_events(sn: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def sentinel_panel(sn: dict[str, Any] | None) -> str:
+def sentinel_panel(sn: dict[str, Any] | None) -> dict[str, Any] | None:
     if not sn:
-        return ""  # not following Sentinel
+        return None  # not following Sentinel
     return _event_panel("Redis Sentinel", "sn", False, sentinel_rows(sn), sentinel_events(sn))
+
+
+def panels(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event panels an info.json snapshot calls for, in page order."""
+    found = [
+        switchover_panel(data.get("switchover") or {"phase": "idle"}),
+        failover_panel(data.get("failover") or {"state": "off"}),
+        sentinel_panel(data.get("sentinel")),
+    ]
+    return [panel for panel in found if panel is not None]

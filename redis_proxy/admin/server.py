@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from redis_proxy.admin.app import build_app
+from redis_proxy.admin.sampler import Sampler
 from redis_proxy.config import parse_tcp_addr
 
 if TYPE_CHECKING:
@@ -121,8 +122,11 @@ def _apply_ssl_fallback(config: uvicorn.Config, context: ssl.SSLContext | None) 
 class AdminServer:
     """The running admin app: its bound address and a clean stop()."""
 
-    def __init__(self, server: _EmbeddedServer, task: asyncio.Task[None], sockets: list[socket.socket], tls: bool) -> None:
+    def __init__(
+        self, server: _EmbeddedServer, task: asyncio.Task[None], sockets: list[socket.socket], tls: bool, sampler: Sampler
+    ) -> None:
         self._server = server
+        self.sampler = sampler  # the status page's charts: sampling runs as long as the app serves
         self._task = task
         self._sockets = sockets
         self._stopping = False
@@ -154,6 +158,7 @@ class AdminServer:
     async def stop(self) -> None:
         """Stop accepting, let open admin requests finish (bounded), close the sockets."""
         self._stopping = True
+        await self.sampler.stop()
         if not self._task.done():
             self._server.should_exit = True
             await asyncio.wait({self._task}, timeout=LINGER_S)
@@ -195,8 +200,9 @@ async def start_admin(proxy: Proxy, inherited: list[socket.socket] | None = None
         raise OSError(exc.errno, f"admin: cannot listen on {section.addr}: {exc.strerror or exc}") from None
     context = proxy.tls.get("admin")
     host, port = parse_tcp_addr(section.addr)
+    sampler = Sampler(proxy)
     config = uvicorn.Config(
-        build_app(proxy),
+        build_app(proxy, sampler),
         host=host,
         port=port,
         log_level="warning",
@@ -220,6 +226,7 @@ async def start_admin(proxy: Proxy, inherited: list[socket.socket] | None = None
             sock.close()
         failure = task.exception() if not task.cancelled() else None
         raise OSError(0, f"admin: cannot start the HTTP server on {section.addr}: {failure or 'it stopped at startup'}")
-    admin = AdminServer(server, task, sockets, tls=context is not None)
+    admin = AdminServer(server, task, sockets, tls=context is not None, sampler=sampler)
+    sampler.start()
     log.info("admin: listening on %s%s", admin.url, " (TLS)" if context else "")
     return admin

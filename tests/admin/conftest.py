@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,7 +16,11 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from admin_client import AdminClient  # noqa: E402
+from chromium import CHROMIUM, CHROMIUM_ARGS, RECORD_CSP_VIOLATIONS  # noqa: E402
 from servers import ProxyProcess, RedisServer, proxy_config  # noqa: E402
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 
 @pytest.fixture
@@ -47,3 +51,30 @@ def admin_factory(proxy_factory: Callable[..., ProxyProcess]) -> Iterator[Callab
 def admin(redis_server: RedisServer, admin_factory: Callable[..., AdminClient]) -> AdminClient:
     """A proxy in front of a plain redis-server, with its admin app on a free port."""
     return admin_factory(proxy_config(redis_server))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium per test module (the browser tests are skipped without it: chromium.needs_chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page_factory(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """New pages, each in its own browser context (its own cookies and cached credentials)."""
+    contexts: list[BrowserContext] = []
+
+    def create(**context_options: Any) -> Page:
+        context = browser.new_context(**context_options)
+        context.add_init_script(RECORD_CSP_VIOLATIONS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield create
+    for context in contexts:
+        context.close()

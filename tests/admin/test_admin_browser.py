@@ -2,66 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from admin_client import AdminClient
+from chromium import confirm, console_errors, needs_chromium
 from inproc import InProcProxy, inproc_proxy  # noqa: F401
 from redis_proxy.switchover.status import SwitchoverStatus
 from servers import RedisServer, proxy_config
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = "/tmp/admin-page.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
-pytestmark = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is missing: install Debian's chromium to run browser tests"
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page_factory(browser: Browser) -> Iterator[Callable[..., Page]]:
-    contexts: list[BrowserContext] = []
-
-    def create(**context_options: Any) -> Page:
-        context = browser.new_context(**context_options)
-        contexts.append(context)
-        return context.new_page()
-
-    yield create
-    for context in contexts:
-        context.close()
-
-
-def _console_errors(page: Page) -> list[str]:
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return errors
+pytestmark = needs_chromium
 
 
 def test_buttons_and_live_update_with_javascript(
@@ -80,7 +37,7 @@ def test_buttons_and_live_update_with_javascript(
     admin.ok("reload")
 
     page = page_factory(viewport={"width": 1100, "height": 900})
-    errors = _console_errors(page)
+    errors = console_errors(page)
     page.goto(admin.url + "/")
     state = page.locator("#state")
     expect(state).to_have_text("running")
@@ -89,9 +46,11 @@ def test_buttons_and_live_update_with_javascript(
     expect(page.locator("#switches")).to_contain_text(redis_server.addr)
 
     page.get_by_role("button", name="Pause", exact=True).click()
+    assert "Pause the proxy?" in confirm(page)
     expect(state).to_have_text("paused", timeout=5000)
     expect(state).to_have_class("state state-paused")
-    expect(page.locator("#result")).to_contain_text('pause: {"ok":true')
+    expect(page.locator("#result")).to_have_text("Paused: 1 client held, nothing in flight.")
+    expect(page.locator("#paused-for")).to_contain_text("paused for ", timeout=5000)
     assert page.url == admin.url + "/"  # fetch, not a form navigation
 
     # A change made elsewhere shows up without reloading the page.
@@ -101,14 +60,19 @@ def test_buttons_and_live_update_with_javascript(
     expect(page.locator("#c-commands")).to_have_text(str(admin.info()["counters"]["commands"]), timeout=5000)
 
     page.get_by_role("button", name="Pause", exact=True).click()
+    confirm(page)
     expect(state).to_have_text("paused", timeout=5000)
     page.screenshot(path=SCREENSHOT, full_page=True)
-    page.get_by_role("button", name="Unpause", exact=True).click()
+    page.get_by_role("button", name="Unpause", exact=True).click()  # releasing holds nothing: no question
     expect(state).to_have_text("running", timeout=5000)
-    expect(page.locator("#result")).to_contain_text('unpause: {"ok":true')
+    expect(page.locator("#result")).to_have_text("Unpaused: 0 held commands released.")
+    expect(page.locator("#paused-for")).to_be_hidden(timeout=5000)
 
     page.get_by_role("button", name="Reload", exact=True).click()
-    expect(page.locator("#result")).to_contain_text('reload: {"ok":true', timeout=10000)
+    assert "Reload the config file?" in confirm(page)
+    expect(page.locator("#result")).to_have_text(
+        f"Reloaded: the uplink did not change ({second.addr}).", timeout=10000
+    )
     assert admin.info()["state_str"] == "running"
     assert errors == []
 
@@ -123,7 +87,7 @@ def test_pause_button_without_javascript(admin: AdminClient, page_factory: Calla
     page.get_by_role("button", name="Pause", exact=True).click()
     page.wait_for_url(re.compile(r"/\?cmd=pause&.*result="))
     expect(state).to_have_text("paused")
-    expect(page.locator("#result")).to_contain_text("pause: ")
+    expect(page.locator("#result")).to_contain_text("Paused: ")  # the same sentence as with JavaScript
     expect(page.locator("#result")).to_have_class("result ok")
     assert admin.info()["state_str"] == "paused"
 
@@ -140,10 +104,11 @@ def test_page_with_basic_auth(
     config["admin"]["pass"] = "browser-Secret-1"
     admin = admin_factory(config, auth=("x", "browser-Secret-1"))
     page = page_factory(http_credentials={"username": "ops", "password": "browser-Secret-1"})
-    errors = _console_errors(page)
+    errors = console_errors(page)
     page.goto(admin.url + "/")
     expect(page.locator("#live")).to_contain_text("live")  # fetch() carries the credentials too
     page.get_by_role("button", name="Pause", exact=True).click()
+    confirm(page)
     expect(page.locator("#state")).to_have_text("paused", timeout=5000)
     assert "browser-Secret-1" not in page.content()
     assert errors == []
@@ -175,7 +140,7 @@ def test_uplinks_table_and_switch_behind_a_confirmation(
     config, a, b = _named(redis_factory)
     admin = admin_factory(config)
     page = page_factory(viewport={"width": 1100, "height": 1000})
-    errors = _console_errors(page)
+    errors = console_errors(page)
     page.goto(admin.url + "/")
     expect(_row(page, "a").locator("td.active-mark")).to_have_text("active")
     expect(_row(page, "a").locator("td.addr")).to_have_text(a.addr)
@@ -189,26 +154,16 @@ def test_uplinks_table_and_switch_behind_a_confirmation(
     expect(page.locator("#so-body")).to_be_hidden()
 
     # Cancelled: nothing is posted.
-    questions: list[str] = []
-
-    def dismiss(dialog: Any) -> None:
-        questions.append(dialog.message)
-        dialog.dismiss()
-
-    page.once("dialog", dismiss)
     page.get_by_role("button", name="Switch to b").click()
-    assert questions and "Switch the proxy to uplink b" in questions[0] and b.addr in questions[0]
+    question = confirm(page, yes=False)
+    assert "Switch the proxy to uplink b" in question and b.addr in question
     page.wait_for_timeout(300)
     assert admin.info()["uplink_name"] == "a"
-    expect(page.locator("#result")).to_have_text("")
+    expect(page.locator("#result")).to_have_text("Cancelled: nothing was sent.")
 
-    def accept(dialog: Any) -> None:
-        questions.append(dialog.message)
-        dialog.accept()
-
-    page.once("dialog", accept)
     page.get_by_role("button", name="Switch to b").click()
-    expect(page.locator("#result")).to_contain_text('switch: {"ok":true', timeout=10000)
+    confirm(page)
+    expect(page.locator("#result")).to_contain_text("Switched: now on b; clients were held ", timeout=10000)
     assert admin.info()["uplink_name"] == "b"
     expect(_row(page, "b").locator("td.active-mark")).to_have_text("active", timeout=5000)
     expect(page.locator("#uplink")).to_have_text(b.addr)
@@ -216,8 +171,8 @@ def test_uplinks_table_and_switch_behind_a_confirmation(
     page.screenshot(path="/tmp/admin-page-uplinks.png", full_page=True)
 
     # The rebuilt controls work too.
-    page.once("dialog", accept)
     page.get_by_role("button", name="Switch to a").click()
+    confirm(page)
     expect(_row(page, "a").locator("td.active-mark")).to_have_text("active", timeout=5000)
     assert admin.info()["uplink_name"] == "a"
     assert errors == []
@@ -234,7 +189,7 @@ def test_switch_control_without_javascript(
     page.goto(admin.url + "/")
     page.get_by_role("button", name="Switch to b").click()
     page.wait_for_url(re.compile(r"/\?cmd=switch&ok=1&"))
-    expect(page.locator("#result")).to_contain_text("switch: ")
+    expect(page.locator("#result")).to_contain_text("Switched: now on b")
     expect(_row(page, "b").locator("td.active-mark")).to_have_text("active")
     assert admin.info()["uplink_name"] == "b"
 
@@ -257,7 +212,7 @@ def test_switchover_panel_follows_the_status(
         proxy.proxy.switchover_status = status  # as the engine does: a new object per switchover
 
     page = page_factory()
-    errors = _console_errors(page)
+    errors = console_errors(page)
     page.goto(url)
     expect(page.locator("#so-none")).to_be_visible()
     proxy.run(begin)
@@ -276,5 +231,5 @@ def test_switchover_panel_follows_the_status(
     expect(summary).not_to_contain_text("(running)")
     # The server-rendered page (no script) says the same, escaped.
     html = httpx.get(url).text
-    assert evil not in html and "failed: &lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert evil not in html and "failed: &lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
     assert errors == []

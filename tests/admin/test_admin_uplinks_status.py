@@ -106,6 +106,6 @@ def test_status_page_lists_uplinks_with_controls(cluster: dict[str, Any]) -> Non
     # Controls for every uplink but the active one, each asking first.
     assert html.count('name="cmd" value="switch">') == 3 and html.count('name="cmd" value="switchover">') == 3
     assert 'name="to" value="a"' not in html and 'name="to" value="b"' in html
-    assert html.count("data-confirm=") == 6
+    assert html.count("data-confirm=") == 6 + 2  # and Pause and Reload above
     assert 'id="so-none" class="muted">none yet' in html
     assert SECRET not in html

@@ -1,82 +1,17 @@
-"""The status page's inline stylesheet and script (no CDN, no build step).
-
-They are inlined into the page with a per-request CSP nonce, so the page works
-offline and in locked-down networks, and no other script can run on it.
-The script only ever sets textContent and class names: data from the proxy
-is never parsed as HTML.
-"""
-
-from __future__ import annotations
-
-CSS = """
-:root { color-scheme: light; --fg: #1d2330; --muted: #5f6b7a; --line: #dfe3e8; --bg: #f5f7fa; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
-header { display: flex; flex-wrap: wrap; align-items: center; gap: 16px; padding: 14px 24px; background: #fff; border-bottom: 1px solid var(--line); }
-header h1 { font-size: 18px; margin: 0; font-weight: 600; }
-header .uplink { color: var(--muted); }
-header .uplink code { font: 15px ui-monospace, SFMono-Regular, Menlo, monospace; color: var(--fg); background: var(--bg); padding: 2px 6px; border-radius: 4px; }
-.health { font-weight: 600; }
-.health-up { color: #15803d; }
-.health-down { color: #fff; background: #b91c1c; padding: 2px 8px; border-radius: 4px; }
-header .live { margin-left: auto; font-size: 13px; color: var(--muted); }
-header .live.err { color: #b42318; }
-main { max-width: 1040px; margin: 0 auto; padding: 20px 24px 40px; }
-.state { display: inline-block; padding: 4px 14px; border-radius: 999px; font-weight: 700; letter-spacing: .03em; color: #fff; text-transform: uppercase; font-size: 14px; }
-.state-running { background: #15803d; }
-.state-pausing { background: #d97706; }
-.state-paused, .state-failing-over { background: #b91c1c; }
-.state-stopping, .state-unknown { background: #6b7280; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: 12px; margin-bottom: 20px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
-.card .label { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
-.card .value { font-size: 24px; font-weight: 600; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
-.controls { display: flex; flex-wrap: wrap; align-items: center; gap: 10px; margin-bottom: 12px; }
-.controls form { margin: 0; }
-button { font: inherit; font-weight: 600; padding: 8px 18px; border-radius: 6px; border: 1px solid #9aa4b2; background: #fff; cursor: pointer; }
-button:hover { background: #eef1f5; }
-button:disabled { opacity: .5; cursor: progress; }
-button.pause { border-color: #b91c1c; color: #b91c1c; }
-button.unpause { border-color: #15803d; color: #15803d; }
-button.reload { border-color: #1d4ed8; color: #1d4ed8; }
-.result { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; padding: 10px 12px; border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; margin: 0 0 20px; }
-.result:empty { display: none; }
-.result.ok { background: #ecfdf3; border: 1px solid #abefc6; }
-.result.err { background: #fef3f2; border: 1px solid #fecdca; }
-.panels { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
-@media (max-width: 700px) { .panels { grid-template-columns: 1fr; } }
-section.panel { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
-section.panel.full { grid-column: 1 / -1; }
-section.panel h2 { font-size: 15px; margin: 0 0 8px; }
-table { width: 100%; border-collapse: collapse; font-size: 14px; }
-th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td { white-space: nowrap; }
-td.empty { color: var(--muted); font-style: italic; }
-[hidden] { display: none !important; }
-.muted, td.muted { color: var(--muted); }
-td.good { color: #15803d; font-weight: 600; }
-td.bad { color: #b91c1c; font-weight: 600; }
-td.wrap { white-space: normal; overflow-wrap: anywhere; }
-td.addr { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; }
-td.active-mark { color: #15803d; font-weight: 700; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-td.actions form { display: inline-block; margin: 0 6px 0 0; }
-td.actions button { padding: 3px 10px; font-size: 13px; }
-button.switch { border-color: #1d4ed8; color: #1d4ed8; }
-button.switchover { border-color: #7c3aed; color: #7c3aed; }
-.scroll { overflow-x: auto; }
-.so { display: grid; grid-template-columns: minmax(240px, 1fr) 2fr; gap: 16px; align-items: start; }
-@media (max-width: 700px) { .so { grid-template-columns: 1fr; } }
-table.kv th { font-weight: normal; color: var(--muted); white-space: nowrap; }
-footer { margin-top: 20px; font-size: 13px; color: var(--muted); }
-footer a { color: inherit; }
-"""
-
-JS = r"""
+// The status page's live numbers and buttons (templates/index.html; charts are charts.js).
+// It only ever sets textContent and class names: data from the proxy is never
+// parsed as HTML.
 (function () {
   "use strict";
   var STATES = ["running", "pausing", "paused", "stopping", "failing-over"];
   function $(id) { return document.getElementById(id); }
+  // Absolute URLs built from location.origin, which never carries credentials:
+  // opened as http://user:pass@host/, the page's own URL does, and Chromium
+  // refuses to fetch() any URL with credentials in it (relative ones resolve
+  // to such a URL). The browser sends the Basic credentials it cached for the
+  // origin on its own. The path is kept so a path prefix in front still works.
+  var BASE = location.origin + location.pathname;
+  function url(relative) { return new URL(relative, BASE).href; }
   function setText(id, value) {
     var el = $(id);
     var text = String(value);
@@ -310,7 +245,7 @@ JS = r"""
   var timer = null;
   function schedule() { clearTimeout(timer); timer = setTimeout(refresh, 1000); }
   function refresh() {
-    fetch("info.json", { headers: { Accept: "application/json" }, cache: "no-store" })
+    fetch(url("info.json"), { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (r) {
         if (!r.ok) { throw new Error("HTTP " + r.status); }
         return r.json();
@@ -319,40 +254,88 @@ JS = r"""
       .catch(function (e) { live("not updating: " + e.message, false); })
       .then(schedule);
   }
-  function showResult(cmd, ok, text) {
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  // The same sentences as page.describe (used after a form post without JavaScript).
+  var REFUSED = {pause: "Pause", unpause: "Unpause", reload: "Reload", switch: "Switch", switchover: "Switchover"};
+  function describe(cmd, ok, body) {
+    if (!ok) {
+      var what = REFUSED[cmd] || (cmd ? cmd.charAt(0).toUpperCase() + cmd.slice(1) : "Command");
+      return what + " refused: " + (body.error || "no reason given");
+    }
+    if (cmd === "pause") {
+      var inflight = body.in_flight || 0;
+      return (body.state === "paused" ? "Paused" : "Pausing") + ": " + plural(body.clients || 0, "client") + " held, " +
+        (inflight ? "waiting for " + plural(inflight, "command") + " in flight." : "nothing in flight.");
+    }
+    if (cmd === "unpause") { return "Unpaused: " + plural(body.released || 0, "held command") + " released."; }
+    if (cmd === "reload" || cmd === "switch") {
+      var done = cmd === "reload" ? "Reloaded" : "Switched";
+      if (!body.switched) { return done + ": the uplink did not change (" + (body.uplink_name || body.uplink) + ")."; }
+      return done + ": now on " + (body.uplink_name || body.uplink) + "; clients were held " + body.held_ms + " ms." +
+        (body.paused ? " The proxy stays paused (an operator's pause)." : "");
+    }
+    if (cmd === "switchover") { return "Switchover " + body.from + " " + ARROW + " " + body.to + " started: its progress is below."; }
+    return cmd + ": done.";
+  }
+  function showResult(ok, text) {
     var el = $("result");
-    el.textContent = cmd + ": " + text;
+    el.textContent = text;
     el.className = "result " + (ok ? "ok" : "err");
   }
-  // Delegated: the uplinks table's forms are rebuilt by the script.
-  document.addEventListener("submit", function (event) {
-    var form = event.target;
-    if (!form || !form.classList || !form.classList.contains("cmd")) { return; }
-    event.preventDefault();
-    var question = form.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) { return; }
+  function send(form) {
     var cmd = form.elements.cmd.value;
     var buttons = document.querySelectorAll("form.cmd button");
     Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
-    showResult(cmd, true, "\u2026");
-    fetch(form.action, {
+    showResult(true, cmd + " \u2026");
+    fetch(url(form.getAttribute("action")), {
       method: "POST",
       body: new URLSearchParams(new FormData(form)),
       headers: { Accept: "application/json" }
     })
       .then(function (r) {
         return r.text().then(function (text) {
-          var shown = text;
-          try { shown = JSON.stringify(JSON.parse(text)); } catch (e) { /* not JSON: show as is */ }
-          showResult(cmd, r.ok, shown);
+          var body;
+          try { body = JSON.parse(text); } catch (e) { body = {error: "HTTP " + r.status + ": " + text.slice(0, 300)}; }
+          showResult(r.ok, describe(cmd, r.ok, body || {}));
         });
       })
-      .catch(function (e) { showResult(cmd, false, "request failed: " + e.message); })
+      .catch(function (e) { showResult(false, cmd + " failed: the request did not complete (" + e.message + ")"); })
       .then(function () {
         Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
         refresh();
       });
+  }
+  // Buttons that hold traffic ask first, in the page (no modal browser dialog):
+  // the question, then "Yes, <button>" or Cancel. Nothing is posted until Yes.
+  var pending = null;
+  function ask(form) {
+    var box = $("confirm"), yes = $("confirm-yes");
+    pending = form;
+    $("confirm-text").textContent = form.getAttribute("data-confirm");
+    var button = form.querySelector("button");
+    yes.textContent = "Yes, " + (button ? button.textContent.toLowerCase() : "do it");
+    box.hidden = false;
+    $("confirm-no").focus();  // Enter on a stray focus cancels rather than confirms
+  }
+  function closeAsk() { pending = null; $("confirm").hidden = true; }
+  $("confirm-yes").addEventListener("click", function () {
+    var form = pending;
+    closeAsk();
+    if (form) { send(form); }
+  });
+  $("confirm-no").addEventListener("click", function () {
+    closeAsk();
+    showResult(true, "Cancelled: nothing was sent.");
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && pending) { closeAsk(); }
+  });
+  // Delegated: the uplinks table's forms are rebuilt by the script.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form || !form.classList || !form.classList.contains("cmd")) { return; }
+    event.preventDefault();
+    if (form.getAttribute("data-confirm")) { ask(form); } else { send(form); }
   });
   refresh();
 })();
-"""
