@@ -21,7 +21,8 @@ def _read_pid(path: str) -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (signal 0; another user's counts as alive)."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
@@ -39,7 +40,7 @@ def check_pidfile(path: str) -> None:
     one's pid file.
     """
     pid = _read_pid(path)
-    if pid is not None and pid != os.getpid() and _alive(pid):
+    if pid is not None and pid != os.getpid() and process_alive(pid):
         raise PidFileError(f"pid file {path} names a running process (pid {pid}): is the proxy already running?")
 
 

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import ssl
-import stat
 from typing import Any
 
 from redis_proxy.admin.server import start_admin
@@ -34,6 +33,7 @@ from redis_proxy.sentinel.events import MasterState
 from redis_proxy.sentinel.follower import SentinelFollower
 from redis_proxy.sentinel.query import with_master
 from redis_proxy.session.unblock import Unblocker
+from redis_proxy.sockets import remove_stale_socket
 from redis_proxy.stats import Stats
 from redis_proxy.migration.tracker import WriteTracker
 from redis_proxy.switchover.engine import Switchover
@@ -225,7 +225,7 @@ class Proxy:
         try:
             if network == "unix":
                 if sock is None:
-                    _remove_stale_socket(addr)
+                    remove_stale_socket(addr)
                 server = await loop.create_unix_server(factory, None if sock else addr, sock=sock, ssl=context)
                 if addr not in self._unix_paths:
                     self._unix_paths.append(addr)
@@ -437,25 +437,6 @@ def raw_exposure_warning(config: Config) -> str | None:
         "raw connections bypass the proxy's AUTH, so anyone who reaches this port reaches Redis "
         "(set tls with cacertfile to require client certificates, or listen on 127.0.0.1 or a unix socket)"
     )
-
-
-def _remove_stale_socket(path: str) -> None:
-    """Remove a unix socket left by a dead process; refuse to steal a live one or touch other files."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise OSError(17, f"{path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listens: stale
-    else:
-        raise OSError(98, "another process is listening there")
-    finally:
-        probe.close()
 
 
 def control_socket_path(config: Config, pidfile: str | None) -> str | None:

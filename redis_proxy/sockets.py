@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import stat
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -27,3 +29,28 @@ def set_keepalive(transport: asyncio.BaseTransport, idle_s: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle_s // 3))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
+def unix_socket_answers(path: str, kind: int = socket.SOCK_STREAM) -> bool:
+    """Whether a process listens on the unix socket at `path`."""
+    probe = socket.socket(socket.AF_UNIX, kind)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def remove_stale_socket(path: str, kind: int = socket.SOCK_STREAM) -> None:
+    """Remove a unix socket left by a dead process; refuse (OSError) to steal a live one or touch other files."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(17, f"{path} exists and is not a socket")
+    if unix_socket_answers(path, kind):
+        raise OSError(98, f"another process is listening on {path}")
+    os.unlink(path)  # nobody listens: stale

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from redis_proxy import __version__
 from redis_proxy.control_errors import ControlError
 from redis_proxy.session import handover
+from redis_proxy.sockets import remove_stale_socket, unix_socket_answers
 from redis_proxy.systemd_notify import notify
 from redis_proxy.takeover.pause_link import follow_pause
 from redis_proxy.takeover.wire import Channel, ControlChannelError
@@ -100,7 +101,7 @@ class ControlServer:
         self._sock.close()
         if unlink:
             with contextlib.suppress(OSError):
-                if stat.S_ISSOCK(os.stat(self.path).st_mode) and not _answers(self.path):
+                if stat.S_ISSOCK(os.stat(self.path).st_mode) and not unix_socket_answers(self.path, socket.SOCK_SEQPACKET):
                     os.unlink(self.path)
 
     def _accept(self) -> None:
@@ -131,27 +132,12 @@ class ControlServer:
             channel.close()
 
 
-def _answers(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 def _remove_stale(path: str) -> None:
     try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise OSError(17, f"control_socket: {path} exists and is not a socket")
-    if _answers(path):
-        raise OSError(98, f"control_socket: another process is listening on {path} (is the proxy already running? use --takeover)")
-    os.unlink(path)
+        remove_stale_socket(path, socket.SOCK_SEQPACKET)
+    except OSError as exc:
+        hint = " (is the proxy already running? use --takeover)" if exc.errno == 98 else ""
+        raise OSError(exc.errno, f"control_socket: {exc.strerror}{hint}") from None
 
 
 async def _refuse(channel: Channel, why: str) -> None:

@@ -16,6 +16,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from redis_proxy.pidfile import process_alive
 from redis_proxy.takeover.wire import Channel, ControlChannelError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ async def forward_pause(proxy: Proxy, channel: Channel, old_pid: int, paused: bo
     """New process: send the operator-pause flag each time it changes, while the old process lives. Owns `channel`."""
     loop = asyncio.get_running_loop()
     try:
-        while _alive(old_pid) and not proxy.controller.closing:
+        while process_alive(old_pid) and not proxy.controller.closing:
             now = proxy.controller.operator_paused
             if now != paused:
                 await channel.send({"op": "operator_paused", "paused": now}, loop.time() + 5.0)
@@ -59,13 +60,3 @@ async def follow_pause(proxy: Proxy, channel: Channel, bound_s: float) -> None:
             else:
                 log.info("takeover: the new process was unpaused by its operator: releasing what stayed here too")
                 proxy.controller.unpause()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

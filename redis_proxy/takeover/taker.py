@@ -32,6 +32,7 @@ from redis_proxy.session.protocol import ClientSession
 from redis_proxy.systemd_notify import notify
 from redis_proxy.takeover.giver import HELLO_TIMEOUT_S, READY_TIMEOUT_S
 from redis_proxy.takeover.pause_link import forward_pause
+from redis_proxy.pidfile import process_alive
 from redis_proxy.takeover.wire import Channel, ControlChannelError, connect
 from redis_proxy.tls import uplink_context
 from redis_proxy.uplink import UplinkError, check_uplink
@@ -243,7 +244,7 @@ async def _released(channel: Channel, old_pid: int) -> bool:
         _close_fds(stray)
         return answer.get("op") == "released"
     except ControlChannelError:
-        return not _alive(old_pid)
+        return not process_alive(old_pid)
 
 
 async def _abandon(proxy: Proxy, listening: Listening, adopting: list[tuple[ClientSession, socket.socket]]) -> None:
@@ -259,14 +260,6 @@ async def _abandon(proxy: Proxy, listening: Listening, adopting: list[tuple[Clie
         sock.close()  # this process's descriptors only: the old process listens on its own
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _staying(staying: dict[str, int]) -> str:

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from servers import ProxyProcess, short_tmp_dir, wait_until
+from servers import ProxyProcess, wait_until
 
 Start = Callable[..., ProxyProcess]
 
 
 @pytest.fixture
-def run_dir() -> Iterator[Path]:
-    """Where the pid file and the control socket live (a short path: unix socket paths are limited)."""
-    import shutil
-
-    directory = short_tmp_dir("tk-")
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
+def run_dir(sock_dir: Path) -> Path:
+    """Where the pid file and the control socket live: a short path (unix socket paths are limited)."""
+    return sock_dir
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from resp_client import Conn
 from servers import ProxyProcess, RedisServer, free_port, proxy_config, wait_until

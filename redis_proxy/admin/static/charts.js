@@ -14,19 +14,10 @@
     {id: "chart-held", key: "held", color: "#b91c1c", digits: 0, whole: true}
   ];
   function $(id) { return document.getElementById(id); }
-  // As in page.js: from location.origin, never from a URL that may carry credentials.
-  var BASE = location.origin + location.pathname;
-  function url(relative) { return new URL(relative, BASE).href; }
-  function fmtTime(at) { return new Date(at * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC"; }
-  function fmtDuration(s) {
-    s = Math.floor(s);
-    var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), parts = [];
-    if (d) { parts.push(d + "d"); }
-    if (d || h) { parts.push(h + "h"); }
-    if (d || h || m) { parts.push(m + "m"); }
-    parts.push(s % 60 + "s");
-    return parts.join(" ");
-  }
+  // page.js (loaded first) builds URLs from location.origin, never from a URL
+  // that may carry credentials, and formats times and durations: shared here.
+  var shared = window.redisProxyPage;
+  var url = shared.url, fmtTime = shared.fmtTime, fmtDuration = shared.fmtDuration;
 
   var data = {t: [], ops: [], p99_ms: [], clients: [], held: [], paused: []};
   var events = [];

@@ -27,6 +27,8 @@
     parts.push(s % 60 + "s");
     return parts.join(" ");
   }
+  // What charts.js shares (it is loaded after this file).
+  window.redisProxyPage = {url: url, fmtTime: fmtTime, fmtDuration: fmtDuration};
   function cell(text, cls) {
     var td = document.createElement("td");
     td.textContent = String(text);
