@@ -166,11 +166,13 @@ def _probe_bind(name: str, addr: str) -> bool:
     return True
 
 
-async def _start(config: Config, path: str, without_uplink: bool, pidfile: str | None, takeover: bool) -> int:
+async def _start(
+    config: Config, path: str, without_uplink: bool, pidfile: str | None, takeover: bool, log_args: list[str]
+) -> int:
     """Refuse to start against an uplink that cannot be used (unless told to wait for it); then serve."""
     if takeover:
         # The uplink is the one the running proxy uses now, checked once it is known (takeover/taker.py).
-        return await run(config, path, pidfile=pidfile, takeover=True)
+        return await run(config, path, pidfile=pidfile, takeover=True, log_args=log_args)
     sentinel_master: MasterState | None = None
     if config.sentinel is not None:
         # Before anything else: the file's uplink.addr may be a master Sentinel has replaced since.
@@ -205,7 +207,7 @@ async def _start(config: Config, path: str, without_uplink: bool, pidfile: str |
     except UplinkError as exc:
         log.error("%s", exc)
         return EXIT_UPLINK
-    return await run(config, path, pidfile=pidfile, sentinel_master=sentinel_master)
+    return await run(config, path, pidfile=pidfile, sentinel_master=sentinel_master, log_args=log_args)
 
 
 SUBCOMMANDS = ("switchover", "compare", "demo")
@@ -226,11 +228,30 @@ def _subcommand(name: str, argv: list[str]) -> int:
     return demo.main(argv)
 
 
+def _worker(argv: list[str]) -> int:
+    """`--worker FD --worker-index I [--log-level L] [--log-format F]`: a worker process of `workers: N` (internal)."""
+    parser = argparse.ArgumentParser(prog="redis-proxy --worker", description="internal: started by the proxy itself")
+    parser.add_argument("--worker", type=int, required=True)
+    parser.add_argument("--worker-index", type=int, default=0)
+    parser.add_argument("--log-level", choices=LEVELS, default="info")
+    parser.add_argument("--log-format", choices=FORMATS, default="text")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    from redis_proxy.workers.worker import serve
+
+    try:
+        return _run_loop(serve(args.worker, args.worker_index))
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] in SUBCOMMANDS:
         return _subcommand(argv[0], argv[1:])
+    if argv and argv[0] == "--worker":
+        return _worker(argv)
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
@@ -257,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", exc)
             return EXIT_START
     try:
-        return _run_loop(_start(config, args.config, args.start_without_uplink, pidfile, args.takeover))
+        log_args = ["--log-level", args.log_level, "--log-format", args.log_format]  # what workers log with (workers: N)
+        return _run_loop(_start(config, args.config, args.start_without_uplink, pidfile, args.takeover, log_args))
     except KeyboardInterrupt:
         return 0

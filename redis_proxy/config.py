@@ -344,6 +344,7 @@ class Config(BaseModel):
     # `redis-proxy --takeover` connects here (a unix socket; default: next to the pid file).
     control_socket: str | None = Field(default=None, min_length=1)
     takeover_drain_s: int = Field(default=60, ge=0)  # after a takeover: how long the old process serves what could not move
+    workers: int = Field(default=1, ge=1, le=64)  # processes serving clients (workers/): more than one uses more cores
 
     @model_validator(mode="before")
     @classmethod
@@ -395,6 +396,11 @@ class Config(BaseModel):
             problems.extend(self._sentinel_problems())
         if self.failover is not None and self.sentinel is not None:
             problems.append(("failover", "automatic failover and sentinel both decide which server is the master: use one"))
+        if self.workers > 1:
+            # Each follows the uplink from inside the serving process; with workers the control process would have to.
+            for feature, enabled in (("failover", self.failover is not None), ("sentinel", self.sentinel is not None)):
+                if enabled:
+                    problems.append((feature, "is not supported with workers > 1 yet (set workers to 1)"))
         if problems:
             raise _rules_error(problems)
         return self
@@ -436,6 +442,7 @@ class Config(BaseModel):
         compare("listen.network", self.listen.network, other.listen.network)
         # Every session was set up for one mode (who authenticates its uplink connections).
         compare("listen.auth", self.listen.auth, other.listen.auth)
+        compare("workers", self.workers, other.workers)  # processes are started once
         for name, fields in (("listen_raw", ("addr", "network")), ("admin", ("addr", "tls"))):
             old, new = getattr(self, name), getattr(other, name)
             if old is None and new is None:

@@ -239,6 +239,10 @@ class Controller(UplinkChoice):
             except TimeoutError:
                 pass
 
+    def set_time_limit(self, limit_ms: int) -> None:
+        """read_time_limit_ms changed without a reload here (a workers' control process sent it)."""
+        self._set_time_limit(limit_ms)
+
     def _set_time_limit(self, limit_ms: int) -> None:
         limit = limit_ms / 1000.0
         if limit != self.gate.time_limit:

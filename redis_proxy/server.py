@@ -81,6 +81,7 @@ class Proxy:
         self.admin: Any = None  # the admin app's server, when configured
         self._servers: dict[str, asyncio.Server] = {}  # listener name -> its server
         self.control: Any = None  # the takeover control socket's server (takeover/giver.py), when it has a path
+        self.reuse_port = False  # a worker (workers/): TCP listeners share their address with the other workers
         self.handed_over_to: int | None = None  # a takeover moved this proxy's clients to that process: it only drains
         self._unix_paths: list[str] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -233,7 +234,9 @@ class Proxy:
             else:
                 if sock is None:
                     host, port = parse_tcp_addr(addr)
-                    server = await loop.create_server(factory, host, port, ssl=context, reuse_address=True)
+                    server = await loop.create_server(
+                        factory, host, port, ssl=context, reuse_address=True, reuse_port=self.reuse_port or None
+                    )
                 else:
                     server = await loop.create_server(factory, sock=sock, ssl=context)
                 sockname = server.sockets[0].getsockname()
@@ -314,6 +317,7 @@ class Proxy:
             session.close()
         for pipe in list(self.raw_connections):
             pipe.close()
+        await self._clients_closed()
         if self.admin is not None:
             await self.admin.stop()
         await self._stop_watching()
@@ -322,6 +326,10 @@ class Proxy:
                 os.unlink(path)
         await asyncio.sleep(0)  # let transports deliver their close callbacks
         self._stopped.set()
+
+    async def _clients_closed(self) -> None:
+        """Stopping, once every client was told to close (a workers' control process waits for its workers here)."""
+        return None
 
     # -- takeover (takeover/) ----------------------------------------------------------------
 
@@ -382,11 +390,27 @@ class Proxy:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
+    # -- what is connected and in flight (a workers' control process sums its workers': workers/control.py) --
+
+    def clients(self) -> int:
+        return len(self.sessions)
+
+    def raw_clients(self) -> int:
+        return len(self.raw_connections)
+
+    def in_flight(self) -> int:
+        return self.controller.inflight
+
+    def open_transactions(self) -> int:
+        return self.controller.txn
+
     def info(self) -> dict[str, Any]:
         return {
             **self.controller.info(),
-            "clients": len(self.sessions),
-            "raw_connections": len(self.raw_connections),
+            "active_requests": self.in_flight(),
+            "open_transactions": self.open_transactions(),
+            "clients": self.clients(),
+            "raw_connections": self.raw_clients(),
             "uplink": self.config.uplink.addr,
             "uplink_name": self.config.uplink_name,
             "addresses": dict(self.addresses),
@@ -454,6 +478,7 @@ async def run(
     pidfile: str | None = None,
     sentinel_master: MasterState | None = None,
     takeover: bool = False,
+    log_args: list[str] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; the process's exit code.
 
@@ -466,11 +491,22 @@ async def run(
 
     proxy: Proxy | None = None
     control_path = control_socket_path(config, pidfile)
+    if config.workers > 1 and control_path is not None:
+        # The clients are the workers', each its own process: one control socket cannot hand them over.
+        log.info("workers: %d; no takeover control socket (--takeover is for a single process)", config.workers)
+        control_path = None
     try:
+        if takeover and config.workers > 1:
+            raise TakeoverError("--takeover is not supported with workers > 1")
         if takeover:
             if control_path is None:
                 raise TakeoverError("--takeover needs control_socket in the config, or --pidfile (the control socket is next to it)")
             proxy = await take_over(config, config_path, control_path)
+        elif config.workers > 1:
+            from redis_proxy.workers.control import ControlProxy  # it imports this module
+
+            proxy = ControlProxy(config, config_path, log_args or [])
+            await proxy.start()
         else:
             proxy = Proxy(config, config_path, sentinel_master)
             await proxy.start()

@@ -148,7 +148,7 @@ async def _pause(proxy: Proxy, fields: Fields) -> dict[str, Any]:
     controller = proxy.controller
     controller.pause(_expire_ms(fields))
     # What the pause holds, so the page can say it in a sentence.
-    return {"state": controller.state, "clients": len(proxy.sessions), "in_flight": controller.inflight}
+    return {"state": controller.state, "clients": proxy.clients(), "in_flight": proxy.in_flight()}
 
 
 async def _unpause(proxy: Proxy, fields: Fields) -> dict[str, Any]:

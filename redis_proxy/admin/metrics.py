@@ -92,11 +92,11 @@ class ProxyCollector(Collector):
             yield CounterMetricFamily(f"{PREFIX}_{name}", help_text, value=getattr(stats, attribute))
 
         gauges = (
-            ("in_flight", "Commands forwarded and not yet answered.", controller.inflight),
+            ("in_flight", "Commands forwarded and not yet answered.", proxy.in_flight()),
             ("waiting", "Commands held in client sessions (paused or queued).", controller.waiting),
-            ("open_transactions", "Sessions inside MULTI or holding WATCHed keys.", controller.txn),
-            ("clients", "Connected clients.", len(proxy.sessions)),
-            ("raw_connections", "Open listen_raw pipes.", len(proxy.raw_connections)),
+            ("open_transactions", "Sessions inside MULTI or holding WATCHed keys.", proxy.open_transactions()),
+            ("clients", "Connected clients.", proxy.clients()),
+            ("raw_connections", "Open listen_raw pipes.", proxy.raw_clients()),
             ("uptime_seconds", "Seconds since the proxy started.", time.time() - stats.started),
         )
         for name, help_text, value in gauges:

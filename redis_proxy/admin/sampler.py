@@ -91,7 +91,7 @@ class Sampler:
             t=now,
             ops=max(0, commands - self._commands) / elapsed,
             p99_ms=quantile_ms(stats.latency.bounds, deltas, 0.99),
-            clients=len(proxy.sessions),
+            clients=proxy.clients(),
             held=controller.waiting,
             paused=paused,
         )

@@ -110,11 +110,11 @@ def legacy_status(proxy: Proxy) -> dict[str, Any]:
     """The shape of the Go redis-proxy's status JSON, for existing dashboards and scripts."""
     controller = proxy.controller
     return {
-        "ActiveRequests": controller.inflight,
+        "ActiveRequests": proxy.in_flight(),
         "WaitingRequests": controller.waiting,
         "State": controller.state,
         "Config": redacted(proxy.config),
-        "RawConnections": len(proxy.raw_connections),
+        "RawConnections": proxy.raw_clients(),
     }
 
 

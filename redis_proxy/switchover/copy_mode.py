@@ -113,6 +113,10 @@ class CopySwitchover(Switchover):
             )
         if self.proxy.config.listen_raw is not None:
             raise SwitchoverFailed("mode=copy cannot see the writes of listen_raw connections: remove listen_raw first")
+        if self.proxy.config.workers > 1:
+            raise SwitchoverFailed(
+                "mode=copy tracks writes inside the process that serves them: not yet with workers > 1 (use the replica mode)"
+            )
         src = await self._io(source.replication())
         if not src.is_master:
             raise SwitchoverFailed(f"the source {source.name} is not a master (role {src.role})")
