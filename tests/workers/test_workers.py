@@ -197,3 +197,25 @@ def test_workers_with_what_they_cannot_do_yet_are_refused(redis_server: RedisSer
     proxy = proxy_factory(config, start=False)
     with pytest.raises(RuntimeError, match="sentinel: is not supported with workers > 1"):
         proxy.start()
+
+
+def test_a_replica_mode_switchover_moves_every_worker(
+    redis_factory: Callable[..., RedisServer], proxy_factory: Factory,
+) -> None:
+    a, b = redis_factory(), redis_factory()
+    proxy = proxy_factory(_two_uplinks(a, b))
+    load = Incr(proxy, 8)
+    time.sleep(0.3)
+    assert _cmd(proxy, cmd="switchover", to="b")["ok"]
+
+    def finished() -> dict[str, Any] | None:
+        status: dict[str, Any] = httpx.get(f"{proxy.admin_url}/switchover.json", timeout=5).json()
+        return status if not status["running"] and status["result"] else None
+
+    status = wait_until(finished, timeout=30, message="the switchover ends")
+    time.sleep(0.3)
+    load.finish()
+    assert status["result"] == "done", status
+    assert load.errors == []
+    assert [int(b.client().get(f"n:{i}") or 0) for i in range(8)] == load.acked  # b has every write, a was its source
+    assert a.client().info("replication")["role"] == "slave"
