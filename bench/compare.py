@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """One command, one table: Redis direct, the proxy, the byte pipe and twemproxy, side by side.
 
-    python bench/compare.py            # full run (~3 min on 2 cores)
-    python bench/compare.py --quick    # smoke run (~30 s)
+    python bench/compare.py            # full run (~4-5 min on a shared 2-core box)
+    python bench/compare.py --quick    # smoke run (~20 s)
 
 Starts a private redis-server, the proxy from this checkout, the raw uvloop byte
 pipe (bench/bytepipe.py), twemproxy (`nutcracker`, if on PATH) and any
@@ -478,7 +478,7 @@ def parse_workers(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small N, 1 round, 1000 idle clients: ~30 s")
+    ap.add_argument("--quick", action="store_true", help="small N, 1 round, 1000 idle clients: ~20 s")
     ap.add_argument("--rounds", type=int, help=f"interleaved rounds (default {DEFAULTS['rounds']})")
     ap.add_argument("--requests-p1", type=int, help=f"-n per -P 1 run (default {DEFAULTS['requests_p1']:,})")
     ap.add_argument("--requests-p16", type=int, help=f"-n per -P 16 run (default {DEFAULTS['requests_p16']:,})")
