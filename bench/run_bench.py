@@ -172,9 +172,13 @@ def start_redis(redis_server: str, workdir: Path, procs: Processes) -> Target:
     return Target(DIRECT, port, cmd, proc, log)
 
 
-def start_proxy(name: str, base_cmd: list[str], uplink_port: int, workdir: Path, procs: Processes) -> Target:
+def start_proxy(name: str, base_cmd: list[str], uplink_port: int, workdir: Path, procs: Processes,
+                extra_config: dict[str, Any] | None = None) -> Target:
+    """Start a proxy taking `-f CONFIG.json`; `extra_config` keys (e.g. {"workers": 2})
+    are added at the top level of the config."""
     port = free_port()
-    config = {"uplink": {"addr": f"127.0.0.1:{uplink_port}"}, "listen": {"addr": f"127.0.0.1:{port}"}}
+    config: dict[str, Any] = {"uplink": {"addr": f"127.0.0.1:{uplink_port}"}, "listen": {"addr": f"127.0.0.1:{port}"}}
+    config.update(extra_config or {})
     cfg_path = workdir / f"{name}.json"
     cfg_path.write_text(json.dumps(config))
     log = workdir / f"{name}.stderr.log"
@@ -454,7 +458,7 @@ def bench(args: argparse.Namespace, procs: Processes, workdir: Path) -> int:
                for t in targets]
     print_report(summary, latency, args.direct_only)
 
-    doc = {
+    doc: dict[str, Any] = {
         "meta": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "duration_s": round(time.time() - started, 1),
