@@ -236,7 +236,7 @@ def _worker(argv: list[str]) -> int:
     parser.add_argument("--log-level", choices=LEVELS, default="info")
     parser.add_argument("--log-format", choices=FORMATS, default="text")
     args = parser.parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level, args.log_format, worker=args.worker_index)
     from redis_proxy.workers.worker import serve
 
     try:

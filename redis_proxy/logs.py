@@ -26,18 +26,29 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """`TIME redis-proxy LEVEL message`, with that prefix on every line of the message."""
+    """`TIME redis-proxy LEVEL message`, with that prefix on every line of the message.
+
+    A worker process (`workers: N`) says which it is: `redis-proxy[worker 1]`.
+    """
+
+    def __init__(self, process: str = "redis-proxy") -> None:
+        super().__init__()
+        self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
-        prefix = f"{_timestamp(record)} redis-proxy {record.levelname} "
+        prefix = f"{_timestamp(record)} {self.process} {record.levelname} "
         return "\n".join(prefix + line for line in message.splitlines() or [""])
 
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and exception when there is one)."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -46,15 +57,18 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            entry["worker"] = self.worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
-    """Send every logger's records to stderr (or `stream`) in the chosen format."""
+def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None, worker: int | None = None) -> None:
+    """Send every logger's records to stderr (or `stream`) in the chosen format; `worker`: a worker process's index."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
+    process = "redis-proxy" if worker is None else f"redis-proxy[worker {worker}]"
+    handler.setFormatter(JSONFormatter(worker) if fmt == "json" else TextFormatter(process))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
