@@ -6,8 +6,8 @@ read: `client_data` with N pipelined requests (framed, routed, one write
 upstream) and `uplink_data` with their N replies (counted off, written
 through). Prints the CPU time per round and per command (this thread's
 CPU time, so other load on the machine matters less), the median and the
-minimum of --repeats timings, and which modules are compiled (`redis_proxy.compiled()`).
-Run with the pure-Python modules by setting REDIS_PROXY_PURE=1.
+minimum of --repeats timings, and where `redis_proxy.session.core` was imported from (a mypyc
+build puts a .so next to the .py; see bench/README.md).
 
     python bench/core_bench.py [--rounds 50000] [--repeats 5] [--pipeline 1,16]
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 # Run from a checkout without installing: make `redis_proxy` importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis_proxy  # noqa: E402
+import redis_proxy.session.core  # noqa: E402
 from redis_proxy.gate import Gate  # noqa: E402
 from redis_proxy.session.core import SessionCore  # noqa: E402
 from redis_proxy.stats import Stats  # noqa: E402
@@ -61,8 +61,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pipeline", default="1,16")
     args = ap.parse_args()
-    compiled = redis_proxy.compiled()
-    print(f"python {sys.version.split()[0]}; compiled: {', '.join(compiled) if compiled else 'none (pure Python)'}")
+    print(f"python {sys.version.split()[0]}; session core: {redis_proxy.session.core.__file__}")
     for pipeline in (int(p) for p in args.pipeline.split(",")):
         for name, request, reply in (("SET", SET, OK), ("GET", GET, BULK)):
             times = [run(request, reply, pipeline, args.rounds) for _ in range(args.repeats)]

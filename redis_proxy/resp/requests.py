@@ -235,8 +235,7 @@ class RequestFramer:
         # confirmed by a CRLF before the cut and an array header after it.
         self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
         used = _encoded_length(commands)
-        # (used < 2: no whole command, and no negative slice start, which mypyc's bytes slicing mishandles)
-        if used < 2 or used >= len(data) or data[used - 2 : used + 1] != b"\r\n*":
+        if used >= len(data) or data[used - 2 : used + 1] != b"\r\n*":
             return None
         return commands, used
 

@@ -74,13 +74,7 @@ class DecisionApplier(ReplyAccounting):
         self.stats.commands += 1
 
     def _apply(self, decision: routing.Decision, item: Held, now: float) -> None:
-        """Carry out one non-plain decision for a command leaving the queue (seeing its writes while they are tracked)."""
-        if self.writes is not None:
-            self.writes.apply(decision, item, now)
-        else:
-            self._carry_out(decision, item, now)
-
-    def _carry_out(self, decision: routing.Decision, item: Held, now: float) -> None:
+        """Carry out one non-plain decision for a command leaving the queue."""
         command = item.command
         wire = item.raw if item.raw is not None else [encode_command(command)]
         self.stats.count_names([command])
@@ -151,12 +145,6 @@ class DecisionApplier(ReplyAccounting):
 
     def _offpath(self, decision: routing.Decision, item: Held, now: float) -> None:
         """One command while the hot path is off: as usual, unless Redis will not answer it."""
-        if self.writes is not None:
-            self.writes.offpath(decision, item, now)
-        else:
-            self._offpath_untracked(decision, item, now)
-
-    def _offpath_untracked(self, decision: routing.Decision, item: Held, now: float) -> None:
         if type(decision) is routing.ReplyMode:
             self._apply(decision, item, now)
             return

@@ -192,8 +192,6 @@ class SessionCore(DecisionApplier):
             delay = stats.proxy_delay  # forwarded in the callback that received it: the lowest bucket
             delay.counts[0] += 1
             delay.count += 1
-            if self.writes is not None:  # a copy-mode migration (write_tracking.py)
-                self.writes.sent_hot(commands)
             return
         if self.streaming:  # commands that followed SYNC/PSYNC in the same read
             self.actions.append(WriteUplink(raw if raw is not None else [encode_command(c) for c in commands]))
@@ -275,8 +273,6 @@ class SessionCore(DecisionApplier):
     def _forward(self, plain: list[Held], now: float) -> None:
         """Send a run of plain commands as one write with one pending entry; empties `plain`."""
         if plain:
-            writes = self.writes
-            seen = writes.before_send(plain) if writes is not None else None
             out: list[bytes] = []
             for item in plain:
                 out.extend(item.raw if item.raw is not None else (encode_command(item.command),))
@@ -286,8 +282,6 @@ class SessionCore(DecisionApplier):
             self.stats.commands += count
             self.stats.count_names([item.command for item in plain])
             plain.clear()
-            if writes is not None and seen is not None:
-                writes.after_sent(seen)
 
     def _read_again_if_drained(self) -> None:
         if not self.reading and self.held_bytes <= HELD_BYTES_LIMIT // 2 and not self.broken:
@@ -449,8 +443,6 @@ class SessionCore(DecisionApplier):
             self._drain()
         if self.eof:
             self._maybe_finish()
-        if self.writes is not None:
-            self.writes.settle_marks()
         return self._take_actions()
 
     def resume(self) -> list[Action]:

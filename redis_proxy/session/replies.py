@@ -11,7 +11,6 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from redis_proxy.commands import is_message, is_subscribe_reply, is_unsubscribe_reply
 from redis_proxy.gate import Gate
@@ -27,9 +26,6 @@ from redis_proxy.session.types import (
 )
 from redis_proxy.stats import Stats
 from redis_proxy.uplink import SessionState
-
-if TYPE_CHECKING:
-    from redis_proxy.session.write_tracking import WriteTracking
 
 # A line MONITOR streams: "+1700000000.123456 [0 127.0.0.1:50000] "get" "k"".
 # Replies to a monitoring client's own commands (PING, CLIENT ..., errors)
@@ -64,7 +60,6 @@ class ReplyAccounting:
         self.monitor_cut = False  # MONITOR sent or confirmed: the stream is cut exactly (holds one special)
         self.closing = False
         self.timer: float | None = None
-        self.writes: WriteTracking | None = None  # a copy-mode migration tracks this session's writes (write_tracking.py)
 
     # -- hooks the core provides ------------------------------------------------------------
 
@@ -83,8 +78,6 @@ class ReplyAccounting:
     # -- recording what is owed ----------------------------------------------------------------
 
     def _expect(self, entry: Pending, count: int) -> None:
-        if self.writes is not None:
-            self.writes.sent_total += count
         pending = self.pending
         if not pending:
             self.left = count
@@ -499,8 +492,6 @@ class ReplyAccounting:
             self.actions.append(SetTimer(None))
         if not self.gate.open:
             self.gate.check_idle()
-        if self.writes is not None:
-            self.writes.settled()
 
     def _close(self, reason: str, level: int = logging.DEBUG) -> None:
         if self.closing:

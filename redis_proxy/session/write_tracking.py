@@ -1,14 +1,12 @@
 """Write tracking for a copy-mode migration: which keys the commands of a session may have written, and when.
 
-A session's core gets a `WriteTracking` (`SessionCore.writes`) when a
-copy-mode migration starts and drops it when it ends; while no migration
-runs, the hot path's only cost is one `writes is None` check per batch and
-per read of replies. (The core's class used to be swapped in place for a
-tracking subclass, with no check at all; classes compiled with mypyc allow
-no such swap.)
+A session's core becomes a `TrackingSessionCore` (its class is swapped in
+place) when a copy-mode migration starts and goes back to `SessionCore`
+when it ends, so the hot path costs nothing while no migration runs: the
+plain `SessionCore` has no check for it at all.
 
 While tracking, every forwarded command is seen: a batch on the hot path
-(`_on_batch`), or one by one the held way (`_forward`, `_apply`, `_offpath`). A key is marked dirty when the command that may write
+(`_on_batch`), or one by one the held way (`_forward`, `_apply`). A key is marked dirty when the command that may write
 it has been *answered*, not when it is sent: a copy of the key taken
 between the send and the execution would otherwise miss the write for
 good. Answered means the session's count of answered commands reached the
@@ -25,12 +23,15 @@ switch to: a refused SELECT leaves the old one, so both are marked.
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from redis_proxy.migration.keyspecs import ALL_DBS, Mark
 from redis_proxy.session import routing
 from redis_proxy.session.core import SessionCore
-from redis_proxy.session.types import Blocking, Held, SetDb, Tracked, owed
+from redis_proxy.session.types import Action, Blocking, Held, Pending, SetDb, Tracked, owed
+
+if TYPE_CHECKING:
+    from redis_proxy.resp import Batch
 
 
 class Marks(Protocol):
@@ -43,68 +44,63 @@ class Marks(Protocol):
 _EXEC, _DISCARD = b"EXEC", b"DISCARD"
 
 
-class WriteTracking:
-    """One session's write tracking: `SessionCore.writes` while a copy-mode migration runs.
-
-    The core calls it where a command leaves for the uplink (`sent_hot`,
-    `before_send`/`after_sent`, `apply`, `offpath`), where `_expect`
-    counts one in flight (`sent_total`), after the replies of a read
-    (`settle_marks`) and when everything in flight is settled (`settled`).
-    """
-
-    def __init__(self, core: SessionCore, marks: Marks) -> None:
-        self.core = core
-        self.marks = marks
-        self.sent_total = 0  # commands forwarded that the uplink answers, since tracking started (plus those in flight then)
-        self.barrier = 0  # the answered count at which every command sent before tracking started has been answered
-        self.awaiting: deque[tuple[int, list[Mark]]] = deque()  # (answered count that settles it, its marks), in order
-        self.txn_marks: list[Mark] = []  # queued inside the open MULTI: marked when EXEC is answered
-        self.txn_dbs: list[int] = []  # SELECTs queued inside the open MULTI
-        self.select_dbs: deque[tuple[int, int]] = deque()  # (answered count, db) of SELECT/RESET in flight
+class TrackingSessionCore(SessionCore):
+    # Set by start_tracking (the class is swapped in, so __init__ never runs).
+    marks: Marks
+    sent_total: int  # commands forwarded that the uplink answers, since tracking started (plus those in flight then)
+    barrier: int  # the answered count at which every command sent before tracking started has been answered
+    awaiting: deque[tuple[int, list[Mark]]]  # (answered count that settles it, its marks), in order
+    txn_marks: list[Mark]  # queued inside the open MULTI: marked when EXEC is answered
+    txn_dbs: list[int]  # SELECTs queued inside the open MULTI
+    select_dbs: deque[tuple[int, int]]  # (answered count, db) of SELECT/RESET in flight
 
     # -- what the migration reads ------------------------------------------------------------
 
     @property
     def answered(self) -> int:
-        return self.sent_total - self.core.outstanding
+        return self.sent_total - self.outstanding
 
     @property
     def settled_before_tracking(self) -> bool:
         return self.answered >= self.barrier
 
-    @property
-    def closing(self) -> bool:
-        return self.core.closing
-
     # -- seeing every command ----------------------------------------------------------------
 
-    def sent_hot(self, commands: list[list[bytes]]) -> None:
-        """The hot path forwarded a whole batch without `_expect` (inlined there)."""
-        self.sent_total += len(commands)
-        marks: list[Mark] = []
-        for command in commands:
-            self._writes(command, marks)
-        self._after_send(marks, self.core.in_multi)
+    def _on_batch(self, batch: Batch) -> None:
+        outstanding, sent = self.outstanding, self.sent_total
+        super()._on_batch(batch)
+        # The hot path forwards a whole batch without `_expect` (inlined) or
+        # `_forward`: seen here as in-flight growth `_expect` did not count.
+        # (No reply can arrive during the call, so `outstanding` only grew.)
+        hot = (self.outstanding - outstanding) - (self.sent_total - sent)
+        if hot > 0:
+            self.sent_total += hot
+            marks: list[Mark] = []
+            for command in batch.commands:
+                self._writes(command, marks)
+            self._after_send(marks, self.in_multi)
 
-    def before_send(self, plain: list[Held]) -> tuple[list[Mark], bool]:
-        """A run of plain commands is about to be forwarded (`_forward`): what they may write."""
+    def _expect(self, entry: Pending, count: int) -> None:
+        self.sent_total += count
+        super()._expect(entry, count)
+
+    def _forward(self, plain: list[Held], now: float) -> None:
+        if not plain:
+            return
         marks: list[Mark] = []
         for item in plain:
             self._writes(item.command, marks)
-        return marks, self.core.in_multi
+        in_multi = self.in_multi
+        super()._forward(plain, now)
+        self._after_send(marks, in_multi)
 
-    def after_sent(self, seen: tuple[list[Mark], bool]) -> None:
-        self._after_send(*seen)
-
-    def apply(self, decision: routing.Decision, item: Held, now: float) -> None:
-        """`_apply` while tracking: the decision carried out, its writes and SELECTs seen."""
-        core = self.core
+    def _apply(self, decision: routing.Decision, item: Held, now: float) -> None:
         command = item.command
         name = command[0].upper()
-        in_multi = core.in_multi
+        in_multi = self.in_multi
         marks: list[Mark] = []
         self._writes(command, marks)
-        core._carry_out(decision, item, now)
+        super()._apply(decision, item, now)
         if type(decision) is routing.Track and isinstance(decision.effect, SetDb):
             if in_multi:
                 self.txn_dbs.append(decision.effect.db)
@@ -124,16 +120,14 @@ class WriteTracking:
         else:
             self._after_send(marks, in_multi)
 
-    def offpath(self, decision: routing.Decision, item: Held, now: float) -> None:
-        """`_offpath` while tracking. CLIENT REPLY OFF/SKIP: no reply settles it.
-        Marked now, and again once the next command on this connection is
-        answered (Redis runs a connection's commands in order); a lost
-        connection settles it."""
-        core = self.core
+    def _offpath(self, decision: routing.Decision, item: Held, now: float) -> None:
+        # CLIENT REPLY OFF/SKIP: no reply settles it. Marked now, and again
+        # once the next command on this connection is answered (Redis runs
+        # a connection's commands in order); a lost connection settles it.
         marks: list[Mark] = []
         self._writes(item.command, marks)
-        old_db = core.state.db
-        core._offpath_untracked(decision, item, now)
+        old_db = self.state.db
+        super()._offpath(decision, item, now)
         if marks:
             self.marks.mark(marks)
             self.awaiting.append((self.sent_total + 1, marks))
@@ -153,7 +147,7 @@ class WriteTracking:
 
     def _writes(self, command: list[bytes], out: list[Mark]) -> None:
         """Add what `command` may write, in every database it may run in."""
-        db = self.core.state.db
+        db = self.state.db
         found = self.marks.writes(command, db)
         if found is not None:
             out.extend(found)
@@ -164,17 +158,21 @@ class WriteTracking:
 
     # -- settling: marks once their commands are answered ---------------------------------------
 
-    def settled(self) -> None:
-        """`_settle` ran: the connection is gone or the client is. Whatever
-        was sent has run or never will; marked now, also what waited for a
-        later reply."""
+    def uplink_data(self, data: bytes) -> list[Action]:
+        actions = super().uplink_data(data)
+        self._settle_marks()
+        return actions
+
+    def _settle(self) -> None:
+        super()._settle()
+        # The connection is gone or the client is: whatever was sent has run
+        # or never will; marked now, also what waited for a later reply.
         while self.awaiting:
             self.marks.mark(self.awaiting.popleft()[1])
         self.select_dbs.clear()
 
-    def settle_marks(self) -> None:
-        """After a read of replies: mark what its answers settled."""
-        answered = self.sent_total - self.core.outstanding
+    def _settle_marks(self) -> None:
+        answered = self.sent_total - self.outstanding
         awaiting = self.awaiting
         while awaiting and awaiting[0][0] <= answered:
             self.marks.mark(awaiting.popleft()[1])
@@ -183,7 +181,7 @@ class WriteTracking:
             selects.popleft()  # state.db has its outcome now
 
 
-def start_tracking(core: SessionCore, marks: Marks) -> WriteTracking:
+def start_tracking(core: SessionCore, marks: Marks) -> TrackingSessionCore:
     """Track `core`'s writes from now on; the commands already in flight are its barrier.
 
     Their keys are unknown (plain entries keep no commands), except for
@@ -191,32 +189,36 @@ def start_tracking(core: SessionCore, marks: Marks) -> WriteTracking:
     answered. An open transaction's queued commands are unknown too: every
     database is marked when its EXEC is answered.
     """
-    if core.writes is not None and core.writes.marks is marks:
-        return core.writes  # already tracked (a session that connected as the migration began)
-    writes = WriteTracking(core, marks)
+    if isinstance(core, TrackingSessionCore) and core.marks is marks:
+        return core  # already tracked (a session that connected as the migration began)
+    core.__class__ = TrackingSessionCore
+    assert isinstance(core, TrackingSessionCore)
+    core.marks = marks
+    core.awaiting, core.select_dbs = deque(), deque()
+    core.txn_marks, core.txn_dbs = [], []
     position = barrier = 0
     dbs = {core.state.db}  # the databases a command may run in: SELECTs in flight may change it
     for entry in core.pending:
         position += owed(entry)
         if type(entry) is Tracked and isinstance(entry.effect, SetDb) and not entry.in_multi:
             dbs.add(entry.effect.db)
-            writes.select_dbs.append((position, entry.effect.db))
+            core.select_dbs.append((position, entry.effect.db))
         if type(entry) is Blocking:
             found = [mark for db in dbs for mark in (marks.writes(list(entry.command), db) or ())]
             if found:
-                writes.awaiting.append((position, found))
+                core.awaiting.append((position, found))
         elif owed(entry):
             barrier = position
     # Replies count `outstanding` down a whole entry at a time, so an entry
     # is answered once the answered count reaches its place in the queue.
-    writes.sent_total = core.outstanding
-    writes.barrier = barrier if position == core.outstanding else core.outstanding
+    core.sent_total = core.outstanding
+    core.barrier = barrier if position == core.outstanding else core.outstanding
     if core.in_multi:
         # Its queued commands are unknown, a SELECT among them too: every database.
-        writes.txn_marks.append((ALL_DBS, None))
-    core.writes = writes
-    return writes
+        core.txn_marks.append((ALL_DBS, None))
+    return core
 
 
 def stop_tracking(core: SessionCore) -> None:
-    core.writes = None
+    if type(core) is TrackingSessionCore:
+        setattr(core, "__class__", SessionCore)  # noqa: B010 (mypy: the narrowed type cannot be assigned)

@@ -8,7 +8,7 @@ from test_core import cmd, ready, to_client, upstream
 
 from redis_proxy.session.core import SessionCore
 from redis_proxy.migration.keyspecs import Mark
-from redis_proxy.session.write_tracking import start_tracking, stop_tracking
+from redis_proxy.session.write_tracking import TrackingSessionCore, start_tracking, stop_tracking
 
 WRITERS = {b"SET", b"INCR", b"DEL", b"RPUSH", b"FLUSHDB"}
 
@@ -29,11 +29,10 @@ class Recorder:
         self.marked.extend(marks)
 
 
-def tracked() -> tuple[SessionCore, Recorder]:
+def tracked() -> tuple[TrackingSessionCore, Recorder]:
     core, _, _ = ready()
     recorder = Recorder()
-    start_tracking(core, recorder)
-    return core, recorder
+    return start_tracking(core, recorder), recorder
 
 
 def test_a_key_is_marked_when_its_write_is_answered_not_when_sent() -> None:
@@ -115,13 +114,13 @@ def test_commands_in_flight_before_tracking_are_its_barrier() -> None:
     rec = Recorder()
     tracking = start_tracking(core, rec)
     assert not tracking.settled_before_tracking
-    core.client_data(cmd("SET", "late", "1"))
-    core.uplink_data(b"+OK\r\n")
+    tracking.client_data(cmd("SET", "late", "1"))
+    tracking.uplink_data(b"+OK\r\n")
     assert not tracking.settled_before_tracking  # one of the batch's two
-    core.uplink_data(b"+OK\r\n")
+    tracking.uplink_data(b"+OK\r\n")
     assert tracking.settled_before_tracking
     assert rec.marked == []  # their keys are unknown: the barrier is what covers them
-    core.uplink_data(b"+OK\r\n")
+    tracking.uplink_data(b"+OK\r\n")
     assert rec.marked == [(0, b"late")]
 
 
@@ -131,15 +130,15 @@ def test_an_open_transaction_at_the_start_marks_the_whole_database_at_exec() -> 
     core.uplink_data(b"+OK\r\n+QUEUED\r\n")
     rec = Recorder()
     tracking = start_tracking(core, rec)
-    core.client_data(cmd("EXEC"))
-    core.uplink_data(b"*1\r\n+OK\r\n")
+    tracking.client_data(cmd("EXEC"))
+    tracking.uplink_data(b"*1\r\n+OK\r\n")
     assert rec.marked == [(-1, None)]  # a SELECT may be among them: every database
 
 
 def test_stop_tracking_restores_the_plain_core() -> None:
     core, rec = tracked()
     stop_tracking(core)
-    assert core.writes is None
+    assert type(core) is SessionCore
     core.client_data(cmd("SET", "k", "v"))
     core.uplink_data(b"+OK\r\n")
     assert rec.marked == []
@@ -151,9 +150,9 @@ def test_a_blocking_command_in_flight_at_the_start_counts_a_select_before_it() -
     rec = Recorder()
     rec.writes = lambda command, db: [(db, command[1])] if command[0] == b"BLMOVE" else None  # type: ignore[method-assign]
     tracking = start_tracking(core, rec)
-    core.uplink_data(b"+OK\r\n")
+    tracking.uplink_data(b"+OK\r\n")
     assert rec.marked == []
-    core.uplink_data(b"$1\r\nx\r\n")
+    tracking.uplink_data(b"$1\r\nx\r\n")
     assert sorted(rec.marked) == [(0, b"src"), (2, b"src")]
 
 
@@ -163,4 +162,4 @@ def test_a_silent_write_waiting_for_a_later_reply_is_marked_when_the_client_goes
     assert rec.marked == [(0, b"k")]  # marked when sent (no reply will come)...
     core.client_lost()
     assert rec.marked == [(0, b"k"), (0, b"k")]  # ...and again once it has surely run, or never will
-    assert core.writes is not None and not core.writes.awaiting
+    assert not core.awaiting
