@@ -654,3 +654,15 @@ def test_unauthenticated_mode_limits_and_stops_after_auth() -> None:
     framer.unauthenticated = True
     inline = b"SET k " + b"v" * 30000 + b"\r\n"  # inline commands have no such limit in Redis
     assert framer.feed(inline)[0].commands == [[b"SET", b"k", b"v" * 30000]]
+
+
+def test_error_elements_of_an_aggregate_are_known_on_both_paths() -> None:
+    """EXEC's reply: which queued commands failed when run (the session core drops their effects)."""
+    plain = b"*4\r\n-ERR DB index is out of range\r\n*1\r\n-ERR nested\r\n$1\r\nv\r\n-ERR x\r\n"
+    blob = plain.replace(b"-ERR x\r\n", b"!5\r\nERR x\r\n")  # a RESP3 blob error: always the exact path
+    for data in (plain, blob):
+        whole = [as_reply(v).error_at for v in ReplyFramer().feed(data)]  # hiredis for `plain`
+        split = ReplyFramer()
+        cut = [as_reply(v).error_at for i in range(len(data)) for v in split.feed(data[i : i + 1])]
+        assert whole == cut == [(0, 3)]
+    assert as_reply(ReplyFramer().feed(b"*2\r\n+OK\r\n:1\r\n")[0]).error_at == ()

@@ -47,12 +47,15 @@ class Reply:
     `first` is the first element of an aggregate when it is a short string,
     `last_int` its last element when that is an integer: together they tell
     pub/sub confirmations ("subscribe", channel, count) from messages.
+    `error_at`: the positions of an aggregate's elements that are errors (EXEC's
+    reply: which queued commands failed when the transaction ran).
     """
 
     kind: int
     text: bytes | None = None
     first: bytes | None = None
     last_int: int | None = None
+    error_at: tuple[int, ...] = ()
 
     @property
     def is_error(self) -> bool:
@@ -75,7 +78,8 @@ def as_reply(value: object) -> Reply:
         kind = PUSH if isinstance(value, hiredis.PushNotification) else ARRAY
         first = value[0] if value and isinstance(value[0], bytes) and len(value[0]) <= _SHORT else None
         last = value[-1] if value and type(value[-1]) is int else None
-        return Reply(kind, None, first, last)
+        errors = tuple(i for i, v in enumerate(value) if isinstance(v, hiredis.ReplyError))
+        return Reply(kind, None, first, last, errors)
     if isinstance(value, bytes):
         return Reply(BULK, value if len(value) <= _SHORT else None)
     if type(value) is int:
@@ -137,6 +141,7 @@ class ReplyFramer:
         self._skip_kind = BULK
         self._skip_capture: bytearray | None = None
         self._first_seen = False  # the top-level aggregate's first element has been seen
+        self._index = 0  # the position of the top-level aggregate's next element
         self._stack: list[int] = []
         self._attr: list[bool] = []
         self._top: Reply | None = None
@@ -218,6 +223,7 @@ class ReplyFramer:
             if not self._stack:
                 self._top = Reply(kind)
                 self._first_seen = False
+                self._index = 0
             if kind in _BLOBS:
                 size = int(line)
                 if size < 0:
@@ -282,6 +288,9 @@ class ReplyFramer:
 
     def _element(self, top: Reply, kind: int, text: bytes | None, integer: int | None) -> None:
         top.last_int = integer
+        if kind == ERROR or kind == BLOB_ERROR:
+            top.error_at += (self._index,)
+        self._index += 1
         if not self._first_seen:
             self._first_seen = True
             if text is not None and kind in (BULK, SIMPLE, VERBATIM):

@@ -90,6 +90,7 @@ class DecisionApplier(ReplyAccounting):
             assert isinstance(decision, routing.Refuse)
             self.stats.proxy_errors += 1
             if self.in_multi:
+                self.txn_queued += 1  # (Redis refuses it: EXEC will abort anyway)
                 self._send([routing.POISON], Replace(decision.data, now), 1)
             else:
                 self._local(Local(decision.data, After.NOTHING))
@@ -133,6 +134,7 @@ class DecisionApplier(ReplyAccounting):
             if decision.rewrite == REWRITE_ID:
                 self.ids.asked(self.proxy_id)  # it may be named as a redirect target: kept connected across switches
             entry = Rewrite(decision.rewrite, now) if decision.rewrite else Plain(1, now)
+            self.txn_queued += self.in_multi
             self._send([decision.wire] if decision.wire is not None else wire, entry, 1)
 
     def _update_offpath(self) -> None:
@@ -230,6 +232,7 @@ class DecisionApplier(ReplyAccounting):
         self.state = SessionState()
         self._set_txn(False, False)
         self.txn_effects = []
+        self.txn_queued = 0
         self.txn_hello = False
         self.authed = self.password is None
         self.requests.unauthenticated = not self.authed
@@ -242,7 +245,8 @@ class DecisionApplier(ReplyAccounting):
 
     def _track(self, decision: routing.Track, wire: list[bytes], now: float) -> None:
         effect = decision.effect
-        entry = Tracked(effect, now, self.in_multi)
+        entry = Tracked(effect, now, self.in_multi, self.txn_queued)
+        self.txn_queued += self.in_multi
         sent: Pending = entry
         if type(effect) is SetProtocol and not self.in_multi:
             # Commands pipelined behind HELLO are in the new protocol; a refusal puts it back.
@@ -290,6 +294,7 @@ class DecisionApplier(ReplyAccounting):
         entry: Pending
         if kind == Kind.MULTI:
             self._set_txn(True, self.watching)
+            self.txn_queued = 0
             entry = Tracked(StartTxn(), now, False)
         elif kind in (Kind.EXEC, Kind.DISCARD):
             self._set_txn(False, False)

@@ -26,6 +26,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from redis_proxy.commands import Kind, kind_of
 from redis_proxy.gate import Gate
 from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, encode_command
 from redis_proxy.session import routing
@@ -43,6 +44,9 @@ from redis_proxy.session.types import (
 )
 from redis_proxy.session.tracking import CACHING_YES, caching_yes_after_replay, flush_message
 from redis_proxy.stats import Stats
+
+# Inside MULTI, Redis runs these at once (an error reply) instead of queueing them.
+_UNQUEUED = (Kind.MULTI, Kind.WATCH)
 
 # Held commands beyond this many bytes stop the proxy reading from that client until they drain.
 HELD_BYTES_LIMIT = 4 * 1024 * 1024
@@ -182,6 +186,8 @@ class SessionCore(DecisionApplier):
             if not pending:
                 self.left = count
             pending.append(Plain(count, self.clock()))
+            if self.in_multi:
+                self.txn_queued += count  # (never MULTI or WATCH here: those are special)
             self.outstanding += count
             gate.inflight += count
             if self.timer is None and gate.time_limit:
@@ -277,6 +283,11 @@ class SessionCore(DecisionApplier):
             for item in plain:
                 out.extend(item.raw if item.raw is not None else (encode_command(item.command),))
             count = len(plain)
+            if self.in_multi:
+                # Each has an element in EXEC's reply, except a nested MULTI or
+                # a WATCH: Redis answers those with an error at once and the
+                # transaction goes on.
+                self.txn_queued += sum(1 for item in plain if kind_of(item.command[0]) not in _UNQUEUED)
             self.actions.append(WriteUplink(out))
             self._expect(Plain(count, now), count)
             self.stats.commands += count

@@ -53,7 +53,13 @@ class ReplyAccounting:
         self.reply_resp3 = False  # the protocol, as of the replies received
         self.in_multi = False  # as of the commands sent
         self.watching = False
-        self.txn_effects: list[Effect] = []  # confirmed by +QUEUED, applied if EXEC runs
+        # Confirmed by +QUEUED, applied if EXEC runs and the command's element
+        # in EXEC's reply (the index) is not an error: SELECT 16, CLIENT
+        # SETNAME "a b", READONLY are queued alike and fail only when run.
+        self.txn_effects: list[tuple[int, Effect]] = []
+        # Commands sent inside the open MULTI that EXEC's reply has an element
+        # for (every one Redis queues; nested MULTI and WATCH are answered at once).
+        self.txn_queued = 0
         self.unsettled = 0  # EXECs in flight whose outcome decides how later commands are routed
         self.latest_hello: Tracked | None = None  # the last HELLO sent (outside MULTI) not yet answered
         self.monitoring = False  # MONITOR confirmed on this connection: its lines are not replies
@@ -354,13 +360,15 @@ class ReplyAccounting:
                 self.txn_effects = []  # EXECABORT
             return
         if entry.in_multi:
-            self.txn_effects.append(effect)  # +QUEUED: it happens if and when EXEC runs
+            self.txn_effects.append((entry.index, effect))  # +QUEUED: it happens if and when EXEC runs it
             return
         if type(effect) is Exec:
             effects, self.txn_effects = self.txn_effects, []
             if effect.runs and not reply.is_nil:  # EXEC ran the transaction (DISCARD drops it)
-                for queued in effects:
-                    self._apply_effect(queued)
+                failed = reply.error_at  # queued commands that failed when run: SELECT 16, say
+                for index, queued in effects:
+                    if index not in failed:
+                        self._apply_effect(queued)
             return
         self._apply_effect(effect)
 

@@ -181,6 +181,7 @@ class Tracked:
     effect: Effect
     sent_at: float
     in_multi: bool  # queued inside MULTI: +QUEUED only defers the effect to EXEC
+    index: int = 0  # inside MULTI: its element in EXEC's reply (an error there: the effect never happened)
 
 
 @dataclass(frozen=True, slots=True)
