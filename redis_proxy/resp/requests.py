@@ -205,6 +205,46 @@ class RequestFramer:
                 return _then(out, lambda rest: self._slow(rest)[0], data[used:])
         return self._slow(data)[0]
 
+    def frame_whole(self, data: bytes) -> list[list[bytes]] | None:
+        """The hot path's framing: the commands of a read that is exactly whole commands from a
+        command boundary, framed by hiredis as Redis frames them (nearly every read of a client that
+        waits for its replies). None when the read is anything else: nothing was consumed then, and
+        `feed` takes the read. No Batch and no list of batches are built.
+        """
+        if (
+            self.unauthenticated
+            or self._stopped
+            or self._buf
+            or self._carry
+            or self._nargs
+            or not data
+            or data[0] != ARRAY
+            or _LARGE_ARRAY.search(data)
+            or _ODD_TYPE.search(data)
+            or (len(data) >= LARGE_ARG and _LARGE_BULK.search(data))
+        ):
+            return None
+        reader = self._reader
+        commands: list[list[bytes]] = []
+        try:
+            reader.feed(data)
+            while (command := reader.gets()) is not NEED_DATA:
+                if type(command) is not list or not command:
+                    raise ProtocolError
+                commands.append(command)
+            if set(map(type, chain.from_iterable(commands))) - {bytes}:
+                raise ProtocolError
+            # hiredis_idle(reader), inlined: hiredis stopped on a frame boundary.
+            if not reader.has_data():
+                reader.feed(b"*0\r\n")
+                if reader.gets() == [] and not reader.has_data() and commands:
+                    return commands
+        except (hiredis.ProtocolError, ProtocolError, TypeError):
+            pass
+        # Part of a command (or something only the exact path reports): `feed` starts over.
+        self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
+        return None
+
     def _fast(self, data: bytes) -> tuple[list[list[bytes]], int] | None:
         """hiredis parse of a read that starts on a command boundary: the
         whole commands, and how many bytes of `data` they take.

@@ -268,7 +268,13 @@ class ClientSession(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.pause_reading()
             return
-        self._perform(self.core.client_data(data))
+        actions = self.core.client_data_fast(data)
+        if actions is None:  # the hot path: whole plain commands, forwarded as they came
+            uplink = self.uplink
+            if uplink is not None and uplink.transport is not None:
+                uplink.transport.write(data)
+        elif actions:
+            self._perform(actions)
 
     def eof_received(self) -> bool:
         if self.adopting is not None:
@@ -311,7 +317,12 @@ class ClientSession(asyncio.Protocol):
     # -- uplink side (UplinkSink) ----------------------------------------------------------------
 
     def uplink_data(self, data: bytes) -> None:
-        self._perform(self.core.uplink_data(data))
+        actions = self.core.uplink_data_fast(data)
+        if actions is None:  # the hot path: replies counted, written through whole
+            if self.transport is not None:
+                self.transport.write(data)
+        elif actions:
+            self._perform(actions)
 
     def uplink_lost(self, uplink: UplinkConnection, exc: Exception | None) -> None:
         if uplink is not self.uplink:
