@@ -34,7 +34,7 @@ CLIENT_ID = encode_command([b"CLIENT", b"ID"])
 
 class DecisionApplier(ReplyAccounting):
     # Set up by SessionCore.__init__ (the client side's state, read and changed here).
-    queue: deque[Held | HeldLocal]
+    queue: deque[Held | HeldLocal] | tuple[()]
     held_bytes: int
     requests: RequestFramer
     authed: bool

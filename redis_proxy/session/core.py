@@ -37,6 +37,7 @@ from redis_proxy.session.client_ids import (
 from redis_proxy.session.guard import close_for_query_buffer, close_if_idle, frame_after_auth
 from redis_proxy.session.hotpath import has_special
 from redis_proxy.session.limits import ClientLimits
+from redis_proxy.session.replies import NO_PENDING
 from redis_proxy.session.types import (
     CONNECTING, NO_UPLINK, READY, Action, After, Blocking, CloseUplink, ConnectUplink, Held, HeldLocal, Local, Log,
     Plain, ReadClient, Replace, SetTimer, Unblock, WriteClient, WriteUplink, owed,
@@ -46,6 +47,8 @@ from redis_proxy.stats import Stats
 
 # Held commands beyond this many bytes stop the proxy reading from that client until they drain.
 HELD_BYTES_LIMIT = 4 * 1024 * 1024
+# The queue of a session that never held a command: a deque (about 0.8 KB) is made when one is held.
+NO_QUEUE: tuple[()] = ()
 
 
 class SessionCore(DecisionApplier):
@@ -70,7 +73,7 @@ class SessionCore(DecisionApplier):
         self.requests = RequestFramer()
         self.requests.unauthenticated = not self.authed  # Redis's small pre-AUTH limits
         self.last_active = clock()  # the last read from either side, for client_idle_timeout_s
-        self.queue: deque[Held | HeldLocal] = deque()
+        self.queue: deque[Held | HeldLocal] | tuple[()] = NO_QUEUE  # see _held
         self.held_bytes = 0
         self.reading = True
         self.uplink = NO_UPLINK
@@ -106,6 +109,13 @@ class SessionCore(DecisionApplier):
     @property
     def held(self) -> int:
         return sum(1 for item in self.queue if type(item) is Held)
+
+    def _held(self) -> deque[Held | HeldLocal]:
+        """The queue of held commands, made on first use (most sessions never hold one)."""
+        queue = self.queue
+        if type(queue) is not deque:
+            queue = self.queue = deque()
+        return queue  # type: ignore[return-value]
 
     def _take_actions(self) -> list[Action]:
         actions, self.actions = self.actions, []
@@ -176,7 +186,8 @@ class SessionCore(DecisionApplier):
         pending = self.pending
         if not pending:
             self.left = count
-        pending.append(Plain(count, now))
+            pending = self._owe()
+        pending.append(Plain(count, now))  # type: ignore[union-attr]
         self.outstanding += count
         gate.inflight += count
         stats.commands += count
@@ -243,7 +254,8 @@ class SessionCore(DecisionApplier):
             pending = self.pending
             if not pending:
                 self.left = count
-            pending.append(Plain(count, self.clock()))
+                pending = self._owe()
+            pending.append(Plain(count, self.clock()))  # type: ignore[union-attr]
             self.outstanding += count
             gate.inflight += count
             if self.timer is None and gate.time_limit:
@@ -268,7 +280,7 @@ class SessionCore(DecisionApplier):
 
     def _hold(self, command: list[bytes], raw: list[bytes] | None, now: float) -> None:
         size = sum(map(len, raw)) if raw is not None else sum(map(len, command))
-        self.queue.append(Held(command, raw, now, size))
+        self._held().append(Held(command, raw, now, size))
         self.held_bytes += size
         if self.held_bytes > HELD_BYTES_LIMIT and self.reading:
             self.reading = False
@@ -284,7 +296,7 @@ class SessionCore(DecisionApplier):
             self.actions.append(ReadClient(False))
         local = Local(routing.error(f"ERR Protocol error: {exc}"), After.CLOSE)
         if self.queue:
-            self.queue.append(HeldLocal(local))
+            self._held().append(HeldLocal(local))
             self._drain()
         else:
             self._local(local)
@@ -556,6 +568,8 @@ class SessionCore(DecisionApplier):
                 gate.inflight -= count
                 if pending:
                     self.left = owed(pending[0])
+                else:
+                    self.pending = NO_PENDING  # an idle session keeps no deque
                 return None
         for value in replies:
             self._take(value, None)
@@ -665,7 +679,8 @@ class SessionCore(DecisionApplier):
         """The client connection is gone: stop counting its commands."""
         self.closing = True
         self._settle()
-        self.queue.clear()
+        if self.queue:  # (NO_QUEUE, a tuple, when nothing was ever held)
+            self.queue.clear()  # type: ignore[union-attr]
         self._set_txn(False, False)
         self.ids.unregister(self.proxy_id)
 
@@ -741,7 +756,7 @@ class SessionCore(DecisionApplier):
     def _requeue(self, command: list[bytes]) -> None:
         """A command the proxy unblocked on the server: first in line again."""
         size = sum(map(len, command))
-        self.queue.appendleft(Held(command, None, self.clock(), size))
+        self._held().appendleft(Held(command, None, self.clock(), size))
         self.held_bytes += size
 
     def _maybe_finish(self) -> None:
