@@ -530,6 +530,7 @@ class SessionCore(DecisionApplier):
         if (
             self.specials
             or type(self) is not SessionCore  # a subclass (write tracking) extends the general path
+            or self.trace is not None  # log_messages: the glue logs each write to the client
             or self.partial is not None
             or self.streaming
             or self.closing
