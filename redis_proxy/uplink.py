@@ -42,7 +42,7 @@ class UplinkUnreachable(UplinkError):
     """
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionState:
     """What a client set up on its connection that a new uplink connection must be told again."""
 
@@ -135,6 +135,9 @@ def subscribe_commands(state: SessionState) -> tuple[list[list[bytes]], int]:
 
 class UplinkConnection(asyncio.Protocol):
     """One connection to the uplink. Hands data to its sink once attached; before that, to the handshake."""
+
+    # One per client connection: slots, not a dict (per-client memory).
+    __slots__ = ("transport", "sink", "closed", "lost", "_handshake", "_unclaimed", "role", "tls_without_certificate")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None

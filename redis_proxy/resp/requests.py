@@ -108,11 +108,27 @@ def _then(out: list[Batch], more: Callable[[bytes], list[Batch]], rest: bytes) -
         raise
 
 
+# One hiredis.Reader for every framer in the process (about 1 KB each otherwise). Framing a
+# read is never interrupted (one event loop thread, no callbacks in between), and after every
+# read the reader is idle on a frame boundary or replaced (`_fresh_reader`): no framer's
+# state stays in it from one read to the next.
+_shared_reader = hiredis.Reader(notEnoughData=NEED_DATA)
+
+
+def _fresh_reader() -> None:
+    global _shared_reader
+    _shared_reader = hiredis.Reader(notEnoughData=NEED_DATA)
+
+
 class RequestFramer:
     """Splits a client's byte stream into whole commands."""
 
+    __slots__ = (
+        "_buf", "_pos", "_nargs", "_args", "_carry", "_body_left", "_body_len", "_body_parts", "_kept", "_large",
+        "_carried", "unauthenticated", "_stopped",
+    )
+
     def __init__(self) -> None:
-        self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
         # Python path state. `_buf` holds unparsed bytes from the start of the
         # current (incomplete) command; `_pos` is how far it has been parsed,
         # so nothing is scanned twice.
@@ -205,6 +221,46 @@ class RequestFramer:
                 return _then(out, lambda rest: self._slow(rest)[0], data[used:])
         return self._slow(data)[0]
 
+    def frame_whole(self, data: bytes) -> list[list[bytes]] | None:
+        """The hot path's framing: the commands of a read that is exactly whole commands from a
+        command boundary, framed by hiredis as Redis frames them (nearly every read of a client that
+        waits for its replies). None when the read is anything else: nothing was consumed then, and
+        `feed` takes the read. No Batch and no list of batches are built.
+        """
+        if (
+            self.unauthenticated
+            or self._stopped
+            or self._buf
+            or self._carry
+            or self._nargs
+            or not data
+            or data[0] != ARRAY
+            or _LARGE_ARRAY.search(data)
+            or _ODD_TYPE.search(data)
+            or (len(data) >= LARGE_ARG and _LARGE_BULK.search(data))
+        ):
+            return None
+        reader = _shared_reader
+        commands: list[list[bytes]] = []
+        try:
+            reader.feed(data)
+            while (command := reader.gets()) is not NEED_DATA:
+                if type(command) is not list or not command:
+                    raise ProtocolError
+                commands.append(command)
+            if set(map(type, chain.from_iterable(commands))) - {bytes}:
+                raise ProtocolError
+            # hiredis_idle(reader), inlined: hiredis stopped on a frame boundary.
+            if not reader.has_data():
+                reader.feed(b"*0\r\n")
+                if reader.gets() == [] and not reader.has_data() and commands:
+                    return commands
+        except (hiredis.ProtocolError, ProtocolError, TypeError):
+            pass
+        # Part of a command (or something only the exact path reports): `feed` starts over.
+        _fresh_reader()
+        return None
+
     def _fast(self, data: bytes) -> tuple[list[list[bytes]], int] | None:
         """hiredis parse of a read that starts on a command boundary: the
         whole commands, and how many bytes of `data` they take.
@@ -212,7 +268,7 @@ class RequestFramer:
         None means "use the exact path for this read": it holds something
         hiredis reads differently from Redis.
         """
-        reader = self._reader
+        reader = _shared_reader
         commands: list[list[bytes]] = []
         try:
             reader.feed(data)
@@ -227,13 +283,13 @@ class RequestFramer:
             if hiredis_idle(reader):
                 return commands, len(data)
         except (hiredis.ProtocolError, ProtocolError, TypeError):
-            self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
+            _fresh_reader()
             return None
         # hiredis holds part of a command. The checks in `feed` leave only
         # canonical encodings (bulk strings, lengths without signs or leading
         # zeros), so the whole commands' length can be computed; it is
         # confirmed by a CRLF before the cut and an array header after it.
-        self._reader = hiredis.Reader(notEnoughData=NEED_DATA)
+        _fresh_reader()
         used = _encoded_length(commands)
         if used >= len(data) or data[used - 2 : used + 1] != b"\r\n*":
             return None

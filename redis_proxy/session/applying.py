@@ -34,7 +34,7 @@ CLIENT_ID = encode_command([b"CLIENT", b"ID"])
 
 class DecisionApplier(ReplyAccounting):
     # Set up by SessionCore.__init__ (the client side's state, read and changed here).
-    queue: deque[Held | HeldLocal]
+    queue: deque[Held | HeldLocal] | tuple[()]
     held_bytes: int
     requests: RequestFramer
     authed: bool
@@ -213,7 +213,7 @@ class DecisionApplier(ReplyAccounting):
         for held in self.queue:
             if type(held) is Held:
                 out.extend(held.raw if held.raw is not None else (encode_command(held.command),))
-        self.queue.clear()
+        self.queue = ()  # core.NO_QUEUE: nothing held
         self.held_bytes = 0
         unframed = self.requests.take_unframed()
         if unframed:

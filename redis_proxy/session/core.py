@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from redis_proxy.commands import Kind, kind_of
 from redis_proxy.gate import Gate
-from redis_proxy.resp import Batch, ProtocolError, ReplyFramer, RequestFramer, encode_command
+from redis_proxy.resp import ERROR, Batch, ProtocolError, ReplyFramer, RequestFramer, encode_command, is_error_value
 from redis_proxy.session import routing
 from redis_proxy.session.applying import DecisionApplier
 from redis_proxy.session.blocking import can_reissue
@@ -38,9 +38,10 @@ from redis_proxy.session.client_ids import (
 from redis_proxy.session.guard import close_for_query_buffer, close_if_idle, frame_after_auth
 from redis_proxy.session.hotpath import has_special
 from redis_proxy.session.limits import ClientLimits
+from redis_proxy.session.replies import NO_PENDING
 from redis_proxy.session.types import (
     CONNECTING, NO_UPLINK, READY, Action, After, Blocking, CloseUplink, ConnectUplink, Held, HeldLocal, Local, Log,
-    Plain, ReadClient, Replace, SetTimer, Unblock, WriteClient, WriteUplink,
+    Plain, ReadClient, Replace, SetTimer, Unblock, WriteClient, WriteUplink, owed,
 )
 from redis_proxy.session.tracking import CACHING_YES, caching_yes_after_replay, flush_message
 from redis_proxy.stats import Stats
@@ -50,6 +51,8 @@ _UNQUEUED = (Kind.MULTI, Kind.WATCH)
 
 # Held commands beyond this many bytes stop the proxy reading from that client until they drain.
 HELD_BYTES_LIMIT = 4 * 1024 * 1024
+# The queue of a session that never held a command: a deque (about 0.8 KB) is made when one is held.
+NO_QUEUE: tuple[()] = ()
 
 
 class SessionCore(DecisionApplier):
@@ -74,7 +77,7 @@ class SessionCore(DecisionApplier):
         self.requests = RequestFramer()
         self.requests.unauthenticated = not self.authed  # Redis's small pre-AUTH limits
         self.last_active = clock()  # the last read from either side, for client_idle_timeout_s
-        self.queue: deque[Held | HeldLocal] = deque()
+        self.queue: deque[Held | HeldLocal] | tuple[()] = NO_QUEUE  # see _held
         self.held_bytes = 0
         self.reading = True
         self.uplink = NO_UPLINK
@@ -111,6 +114,13 @@ class SessionCore(DecisionApplier):
     def held(self) -> int:
         return sum(1 for item in self.queue if type(item) is Held)
 
+    def _held(self) -> deque[Held | HeldLocal]:
+        """The queue of held commands, made on first use (most sessions never hold one)."""
+        queue = self.queue
+        if type(queue) is not deque:
+            queue = self.queue = deque()
+        return queue  # type: ignore[return-value]
+
     def _take_actions(self) -> list[Action]:
         actions, self.actions = self.actions, []
         return actions
@@ -133,6 +143,71 @@ class SessionCore(DecisionApplier):
         if requests.buffered + self.held_bytes > self.limits.query_buffer and not self.closing:
             close_for_query_buffer(self)
         return self._take_actions()
+
+    def client_data_fast(self, data: bytes) -> list[Action] | None:
+        """`client_data` with the hot path's one write left to the caller.
+
+        None: `data` is whole plain commands, accounted for here (pending
+        entry, in-flight count, counters) and to be written to the uplink as
+        it is; no Batch, no action list. Otherwise the actions, as
+        `client_data` returns them. Checked per read: everything `_on_batch`'s
+        hot path checks, and no timer to arm.
+        """
+        gate = self.gate
+        if (
+            self.uplink != READY
+            or type(self) is not SessionCore  # a subclass (write tracking) extends the general path
+            or self.offpath
+            or self.queue
+            or not gate.open
+            or self.uplink_gen != gate.generation
+            or self.trace is not None
+            or not self.authed
+            or self.unblocking is not None
+            or self.closing
+            or self.broken
+            or self.streaming
+            or (self.timer is None and gate.time_limit)
+        ):
+            return self.client_data(data)
+        requests = self.requests
+        commands = requests.frame_whole(data)
+        if commands is None:
+            return self.client_data(data)
+        stats = self.stats
+        stats.bytes_from_clients += len(data)
+        now = self.clock()
+        if self.limits.idle_timeout:
+            self.last_active = now
+        if has_special(commands):
+            self._on_batch(Batch(commands, [data]))
+            if requests.unauthenticated:
+                self._frame_after_auth()
+            if requests.buffered + self.held_bytes > self.limits.query_buffer and not self.closing:
+                close_for_query_buffer(self)
+            return self._take_actions()
+        count = len(commands)
+        pending = self.pending
+        if not pending:
+            self.left = count
+            pending = self._owe()
+        pending.append(Plain(count, now))  # type: ignore[union-attr]
+        if self.in_multi:
+            self.txn_queued += count  # each takes its place in EXEC's reply (never MULTI or WATCH: special)
+        self.outstanding += count
+        gate.inflight += count
+        stats.commands += count
+        by_name = stats.commands_by_name
+        name = commands[0][0]
+        seen = by_name.get(name) if count == 1 else None
+        if seen is None:
+            stats.count_names(commands)  # (folds odd spellings when there are too many)
+        else:
+            by_name[name] = seen + 1
+        delay = stats.proxy_delay  # forwarded in the callback that received it: the lowest bucket
+        delay.counts[0] += 1
+        delay.count += 1
+        return None
 
     def _frame(self, framer: Callable[[bytes], list[Batch]], data: bytes) -> bool:
         """Frame bytes and take the whole commands; False after a protocol error (the client is done)."""
@@ -185,7 +260,8 @@ class SessionCore(DecisionApplier):
             pending = self.pending
             if not pending:
                 self.left = count
-            pending.append(Plain(count, self.clock()))
+                pending = self._owe()
+            pending.append(Plain(count, self.clock()))  # type: ignore[union-attr]
             if self.in_multi:
                 self.txn_queued += count  # (never MULTI or WATCH here: those are special)
             self.outstanding += count
@@ -212,7 +288,7 @@ class SessionCore(DecisionApplier):
 
     def _hold(self, command: list[bytes], raw: list[bytes] | None, now: float) -> None:
         size = sum(map(len, raw)) if raw is not None else sum(map(len, command))
-        self.queue.append(Held(command, raw, now, size))
+        self._held().append(Held(command, raw, now, size))
         self.held_bytes += size
         if self.held_bytes > HELD_BYTES_LIMIT and self.reading:
             self.reading = False
@@ -228,7 +304,7 @@ class SessionCore(DecisionApplier):
             self.actions.append(ReadClient(False))
         local = Local(routing.error(f"ERR Protocol error: {exc}"), After.CLOSE)
         if self.queue:
-            self.queue.append(HeldLocal(local))
+            self._held().append(HeldLocal(local))
             self._drain()
         else:
             self._local(local)
@@ -456,6 +532,68 @@ class SessionCore(DecisionApplier):
             self._maybe_finish()
         return self._take_actions()
 
+    def uplink_data_fast(self, data: bytes) -> list[Action] | None:
+        """`uplink_data` with the hot path's one write left to the caller.
+
+        None: `data` goes to the client as it is, its replies counted off
+        what is owed; no action list. Otherwise the actions, as `uplink_data`
+        returns them (with `data`'s write first when the hot path began).
+        """
+        gate = self.gate
+        if (
+            self.specials
+            or type(self) is not SessionCore  # a subclass (write tracking) extends the general path
+            or self.trace is not None  # log_messages: the glue logs each write to the client
+            or self.partial is not None
+            or self.streaming
+            or self.closing
+            or self.queue
+            or self.eof
+            or not gate.open
+            or self.uplink_gen != gate.generation
+            or self.nonshard
+            or self.shard
+        ):
+            return self.uplink_data(data)
+        stats = self.stats
+        stats.bytes_to_clients += len(data)
+        now = self.clock()
+        if self.limits.idle_timeout:
+            self.last_active = now  # Redis counts writes to the client as interaction too
+        try:
+            replies = self.replies.feed(data)
+        except ProtocolError as exc:
+            self.actions.append(WriteClient(data))
+            self._fail(None, f"invalid reply from the uplink ({exc})", logging.ERROR)
+            return self._take_actions()
+        if not replies:
+            return None
+        if ERROR in data:  # only then can there be error replies to count
+            stats.error_replies += sum(map(is_error_value, replies))
+        pending = self.pending
+        if pending:
+            head = pending[0]
+            if type(head) is Plain and self.left == len(replies) == head.count:
+                # These replies answer exactly the oldest batch (`_answered` inlined; the gate is open).
+                pending.popleft()
+                count = head.count
+                stats.latency.observe(now - head.sent_at)
+                self.outstanding -= count
+                gate.inflight -= count
+                if pending:
+                    self.left = owed(pending[0])
+                else:
+                    self.pending = NO_PENDING  # an idle session keeps no deque
+                return None
+        for value in replies:
+            self._take(value, None)
+            if self.closing:
+                break
+        if not self.actions:
+            return None
+        self.actions.insert(0, WriteClient(data))
+        return self._take_actions()
+
     def resume(self) -> list[Action]:
         """The gate opened."""
         if self.queue and not self.closing:
@@ -555,7 +693,8 @@ class SessionCore(DecisionApplier):
         """The client connection is gone: stop counting its commands."""
         self.closing = True
         self._settle()
-        self.queue.clear()
+        if self.queue:  # (NO_QUEUE, a tuple, when nothing was ever held)
+            self.queue.clear()  # type: ignore[union-attr]
         self._set_txn(False, False)
         self.ids.unregister(self.proxy_id)
 
@@ -631,7 +770,7 @@ class SessionCore(DecisionApplier):
     def _requeue(self, command: list[bytes]) -> None:
         """A command the proxy unblocked on the server: first in line again."""
         size = sum(map(len, command))
-        self.queue.appendleft(Held(command, None, self.clock(), size))
+        self._held().appendleft(Held(command, None, self.clock(), size))
         self.held_bytes += size
 
     def _maybe_finish(self) -> None:

@@ -39,7 +39,8 @@ def close_for_query_buffer(core: SessionCore) -> None:
     core.broken = True
     size = core.requests.buffered + core.held_bytes
     core.requests = RequestFramer()  # let the buffered bytes go now
-    core.queue.clear()
+    if core.queue:  # (a tuple, core.NO_QUEUE, when nothing was ever held)
+        core.queue.clear()  # type: ignore[union-attr]
     core.held_bytes = 0
     core._close(
         f"closing client that reached max query buffer length ({size} bytes buffered, "

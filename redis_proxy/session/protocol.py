@@ -69,6 +69,13 @@ class SessionContext(Protocol):
 
 
 class ClientSession(asyncio.Protocol):
+    # One per client connection: slots, not a dict (per-client memory).
+    __slots__ = (
+        "context", "limits", "core", "loop", "transport", "peer", "uplink", "_connect_task", "_prepared",
+        "_unreachable_since", "_timer", "_idle_timer", "_client_paused", "_reading_paused_by", "_redacting", "adopting",
+        "_early", "_early_eof",
+    )
+
     def __init__(self, context: SessionContext) -> None:
         self.context = context
         self.limits = context.client_limits
@@ -86,13 +93,13 @@ class ClientSession(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._client_paused = False  # the client's write buffer is full: the uplink is not read
-        self._reading_paused_by: set[str] = set()
+        self._reading_paused_by: set[str] | None = None  # why reading is paused (made at the first pause)
         # log_messages: a command whose reply may carry a secret was seen, so
         # replies are logged as redacted until nothing is owed any more.
         self._redacting = False
         self.set_tracing(context.log_messages)
         self.adopting: handover.Restored | None = None  # takeover: a session handed over, carried on once released
-        self._early: list[bytes] = []  # takeover: read before adopted() (it goes after the handed-over input)
+        self._early: list[bytes] | None = None  # takeover: read before adopted() (it goes after the handed-over input)
         self._early_eof = False
 
     def set_tracing(self, enabled: bool) -> None:
@@ -219,8 +226,8 @@ class ClientSession(asyncio.Protocol):
         restored, self.adopting = self.adopting, None
         if restored is None:
             return
-        data = restored.input + b"".join(self._early)  # what the client sent, in the order it sent it
-        self._early = []
+        data = restored.input + b"".join(self._early or ())  # what the client sent, in the order it sent it
+        self._early = None
         if data:
             self._perform(self.core.client_data(data))
         self._perform(self.core.connect_now(restored.connect))
@@ -264,11 +271,19 @@ class ClientSession(asyncio.Protocol):
         if self.adopting is not None:
             # Takeover: uvloop starts reading a connection after connection_made even though
             # it paused it; what comes before the handed-over input is fed after it.
+            if self._early is None:
+                self._early = []
             self._early.append(data)
             if self.transport is not None:
                 self.transport.pause_reading()
             return
-        self._perform(self.core.client_data(data))
+        actions = self.core.client_data_fast(data)
+        if actions is None:  # the hot path: whole plain commands, forwarded as they came
+            uplink = self.uplink
+            if uplink is not None and uplink.transport is not None:
+                uplink.transport.write(data)
+        elif actions:
+            self._perform(actions)
 
     def eof_received(self) -> bool:
         if self.adopting is not None:
@@ -311,7 +326,12 @@ class ClientSession(asyncio.Protocol):
     # -- uplink side (UplinkSink) ----------------------------------------------------------------
 
     def uplink_data(self, data: bytes) -> None:
-        self._perform(self.core.uplink_data(data))
+        actions = self.core.uplink_data_fast(data)
+        if actions is None:  # the hot path: replies counted, written through whole
+            if self.transport is not None:
+                self.transport.write(data)
+        elif actions:
+            self._perform(actions)
 
     def uplink_lost(self, uplink: UplinkConnection, exc: Exception | None) -> None:
         if uplink is not self.uplink:
@@ -403,10 +423,12 @@ class ClientSession(asyncio.Protocol):
     def _pause_reading(self, why: str) -> None:
         if not self._reading_paused_by and self.transport is not None:
             self.transport.pause_reading()
+        if self._reading_paused_by is None:
+            self._reading_paused_by = set()
         self._reading_paused_by.add(why)
 
     def _resume_reading(self, why: str) -> None:
-        if why in self._reading_paused_by:
+        if self._reading_paused_by is not None and why in self._reading_paused_by:
             self._reading_paused_by.discard(why)
             if not self._reading_paused_by and self.transport is not None and not self.core.closing:
                 self.transport.resume_reading()

@@ -31,6 +31,9 @@ from redis_proxy.uplink import SessionState
 # Replies to a monitoring client's own commands (PING, CLIENT ..., errors)
 # never start with a timestamp.
 MONITOR_LINE = re.compile(rb"\d+\.\d+ \[")
+# What nothing is owed on: a session waiting for no reply keeps no deque (about 0.8 KB); one is
+# made when an entry is added (`_owe`), and the hot path lets it go again when it empties.
+NO_PENDING: tuple[()] = ()
 LOST_IN_FLIGHT = "ERR the uplink connection was lost while this command was in flight: its outcome is unknown"
 
 
@@ -42,7 +45,7 @@ class ReplyAccounting:
         self.actions: list[Action] = []
         self.state = SessionState()  # as of the commands sent: what a new uplink connection replays
         self.replies = ReplyFramer()
-        self.pending: deque[Pending] = deque()
+        self.pending: deque[Pending] | tuple[()] = NO_PENDING
         self.left = 0  # replies the head entry still owes
         self.outstanding = 0  # replies owed by every entry: this session's share of in-flight
         self.specials = 0  # entries that need the stream cut at reply boundaries (Local, Replace, unblocking)
@@ -83,11 +86,19 @@ class ReplyAccounting:
 
     # -- recording what is owed ----------------------------------------------------------------
 
+    def _owe(self) -> deque[Pending]:
+        """The pending deque, made if nothing was owed (see NO_PENDING)."""
+        pending = self.pending
+        if type(pending) is not deque:
+            pending = self.pending = deque()
+        return pending  # type: ignore[return-value]
+
     def _expect(self, entry: Pending, count: int) -> None:
         pending = self.pending
         if not pending:
             self.left = count
-        pending.append(entry)
+            pending = self._owe()
+        pending.append(entry)  # type: ignore[union-attr]
         if type(entry) is Local or type(entry) is Replace or type(entry) is Rewrite:
             self._special(1)
         if count:
@@ -493,7 +504,8 @@ class ReplyAccounting:
         if self.outstanding:
             self.gate.inflight -= self.outstanding
             self.outstanding = 0
-        self.pending.clear()
+        if self.pending:  # (NO_PENDING, a tuple, when nothing is owed)
+            self.pending.clear()  # type: ignore[union-attr]
         self.left = 0
         if self.timer is not None:
             self.timer = None
