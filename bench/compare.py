@@ -30,12 +30,10 @@ import platform
 import resource
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +50,7 @@ from run_bench import (
     free_port,
     git_rev,
     parse_extra,
+    run_cleanly,
     run_redis_benchmark,
     spawn,
     start_proxy,
@@ -517,23 +516,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    procs = Processes()
-
-    def on_term(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    with tempfile.TemporaryDirectory(prefix="redis-proxy-compare-") as tmp:
-        try:
-            return run_all(args, procs, Path(tmp))
-        except BenchError as e:
-            print(f"\ncompare: error: {e}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("\ncompare: interrupted, stopping child processes", file=sys.stderr)
-            return 130
-        finally:
-            procs.stop_all()
+    return run_cleanly("compare", lambda procs, tmp: run_all(args, procs, tmp))
 
 
 if __name__ == "__main__":

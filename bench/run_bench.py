@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
@@ -487,8 +487,8 @@ def git_rev() -> str | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_cleanly(name: str, body: Callable[[Processes, Path], int]) -> int:
+    """Run `body` with a private tmp dir; every child process is stopped however it ends (errors: one line, exit 1)."""
     procs = Processes()
 
     # SIGTERM (e.g. from a CI timeout) takes the same cleanup path as Ctrl-C.
@@ -496,17 +496,22 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    with tempfile.TemporaryDirectory(prefix="redis-proxy-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"redis-proxy-{name}-") as tmp:
         try:
-            return bench(args, procs, Path(tmp))
+            return body(procs, Path(tmp))
         except BenchError as e:
-            print(f"\nrun_bench: error: {e}", file=sys.stderr)
+            print(f"\n{name}: error: {e}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            print("\nrun_bench: interrupted, stopping child processes", file=sys.stderr)
+            print(f"\n{name}: interrupted, stopping child processes", file=sys.stderr)
             return 130
         finally:
             procs.stop_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_cleanly("run_bench", lambda procs, tmp: bench(args, procs, tmp))
 
 
 if __name__ == "__main__":
