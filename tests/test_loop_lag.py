@@ -13,19 +13,22 @@ async def _sample(busy: bool) -> Histogram:
     histogram = Histogram(LATENCY_BUCKETS)
     probe = LoopLagProbe(histogram, interval=0.01)
     loop = asyncio.get_running_loop()
-    stop = loop.time() + 0.3
+    hogging = busy
 
     def hog() -> None:
         # Another connection's read taking 5 ms: whatever is ready meanwhile waits for it.
         time.sleep(0.005)
-        if loop.time() < stop:
+        if hogging:
             loop.call_soon(hog)
 
     if busy:
         loop.call_soon(hog)
     probe.start()
     await asyncio.sleep(0.3)
+    # The hog goes on until the probe has stopped: a sample taken after a deadline-bound
+    # hog had ended (the race this test once lost on a loaded machine) would see no lag.
     await probe.stop()
+    hogging = False
     return histogram
 
 
