@@ -186,7 +186,10 @@ def test_raw_with_uplink_down_closes_promptly(redis_server: RedisServer, proxy_f
         down.sendall(b"PING\r\n")
     except OSError:
         pass  # already closed by the proxy
-    assert to_eof(down) == b""
+    try:
+        assert to_eof(down) == b""  # closed promptly, with nothing written
+    except ConnectionResetError:
+        pass  # the same, said with a reset: the PING was still unread when the proxy closed
     redis_server.start()
     again = tcp(port, timeout=3)
     assert talk(again, b"PING\r\n") == b"+PONG\r\n"
