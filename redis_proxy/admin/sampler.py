@@ -10,12 +10,12 @@ so the controller needs no hooks either.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from redis_proxy.admin.history import History, Sample, quantile_ms
+from redis_proxy.aio import Background
 from redis_proxy.admin.state import scrub
 from redis_proxy.gate import RUNNING
 
@@ -27,13 +27,15 @@ log = logging.getLogger("redis_proxy")
 INTERVAL_S = 1.0
 
 
-class Sampler:
+class Sampler(Background):
     """Fills `history` from `proxy`; `start()` runs it as a task, `sample()` is one step."""
 
+    task_name = "admin-history-sampler"
+
     def __init__(self, proxy: Proxy, history: History | None = None) -> None:
+        super().__init__()
         self.proxy = proxy
         self.history = history if history is not None else History()
-        self._task: asyncio.Task[None] | None = None
         self._last_mono = time.monotonic()
         stats = proxy.stats
         self._commands = stats.commands
@@ -142,14 +144,10 @@ class Sampler:
 
     # -- the task -------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="admin-history-sampler")
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time() + INTERVAL_S
-        while True:
+        while not self._stopping:
             # On a fixed grid, so a slow second does not drift the chart's ticks.
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at = max(next_at + INTERVAL_S, loop.time())
@@ -158,10 +156,3 @@ class Sampler:
             except Exception:  # a bug here must not end the charts for good, nor flood the log
                 log.exception("admin: taking a history sample failed")
                 await asyncio.sleep(10 * INTERVAL_S)
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
